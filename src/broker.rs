@@ -264,6 +264,14 @@ async fn shard_main(
         .await
         .map_err(|e| format!("joining the shard mesh: {e}"))?;
     let id = senders.peer_id();
+    crate::storage::probe_direct_io(&broker.data_dir(), id)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot use O_DIRECT in {}: {e} (a real filesystem is needed, not tmpfs)",
+                broker.data_dir().display()
+            )
+        })?;
     let shard = Shard::new(id, count, broker.clone(), senders, clean);
     for (_, receiver) in receivers.streams() {
         let shard = shard.clone();

@@ -23,10 +23,20 @@ pub fn data_dir() -> tempfile::TempDir {
         .expect("creating a test data directory")
 }
 
-/// Runs a future on a glommio executor on the current thread (storage and partition tests).
+/// Runs a future on a glommio executor on the current thread (storage and partition tests),
+/// after the direct I/O probe the broker also runs before opening any file.
 pub fn run_local<F: std::future::Future>(future: F) -> F::Output {
     glommio::LocalExecutorBuilder::default()
         .make()
         .expect("a glommio executor")
-        .run(future)
+        .run(async move {
+            static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let probe_dir = test_root();
+            let unique = std::process::id() as usize * 1000
+                + PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::storage::probe_direct_io(&probe_dir, unique)
+                .await
+                .expect("direct I/O probe");
+            future.await
+        })
 }

@@ -487,6 +487,10 @@ impl Log {
 
     /// Reads batches starting with the one that holds `offset`, up to `max_bytes` (at least one
     /// whole batch when `min_one`), never including a batch that reaches `upper_bound`.
+    ///
+    /// Served from the recent-batch cache when it holds `offset`; otherwise from the segment files,
+    /// chunk by chunk from the index position (reusing the last read-ahead buffer when it covers
+    /// the position), continuing into later segments until the budget or the bound is reached.
     pub async fn read(
         cell: &RefCell<Log>,
         offset: i64,
@@ -494,143 +498,163 @@ impl Log {
         upper_bound: i64,
         min_one: bool,
     ) -> Result<Bytes, ReadError> {
-        let mut next_segment_from: Option<i64> = None;
-        loop {
-            let plan = {
-                let log = cell.borrow();
-                if offset < log.log_start_offset || offset > log.log_end_offset {
-                    return Err(ReadError::OffsetOutOfRange {
-                        log_start_offset: log.log_start_offset,
-                        log_end_offset: log.log_end_offset,
-                    });
-                }
-                if offset >= upper_bound {
-                    return Ok(Bytes::new());
-                }
-                if next_segment_from.is_none() {
-                    if let Some(bytes) = log.read_cached(offset, max_bytes, upper_bound, min_one) {
-                        return Ok(bytes);
-                    }
-                    if let Some(bytes) =
-                        log.read_from_readahead(offset, max_bytes, upper_bound, min_one)?
-                    {
-                        return Ok(bytes);
-                    }
-                }
-                match log.plan_disk_read(offset, max_bytes, next_segment_from) {
-                    Some(plan) => plan,
-                    None => return Ok(Bytes::new()),
-                }
-            };
-            let data = plan
-                .file
-                .read_at(plan.position, plan.length)
-                .await
-                .map_err(std::io::Error::from)?;
-            let mut log = cell.borrow_mut();
-            let (bytes, complete) =
-                collect_batches(&data, offset, max_bytes, upper_bound, min_one, true)?;
-            if !bytes.is_empty() {
-                log.readahead = Some(ReadAhead {
-                    segment_base: plan.segment_base,
-                    file_position: plan.position,
-                    data,
+        {
+            let log = cell.borrow();
+            if offset < log.log_start_offset || offset > log.log_end_offset {
+                return Err(ReadError::OffsetOutOfRange {
+                    log_start_offset: log.log_start_offset,
+                    log_end_offset: log.log_end_offset,
                 });
+            }
+            if offset >= upper_bound {
+                return Ok(Bytes::new());
+            }
+            if let Some(bytes) = log.read_cached(offset, max_bytes, upper_bound, min_one) {
                 return Ok(bytes);
             }
-            match complete {
-                // A batch larger than the read: read again, big enough.
-                Needs::LargerRead if plan.length < segment::MAX_BATCH_BYTES => {
-                    drop(log);
-                    let bigger =
-                        read_exact_batch(&plan, offset, max_bytes, upper_bound, min_one).await?;
-                    return Ok(bigger);
+        }
+        let mut out = BytesMut::new();
+        let mut at: Option<(i64, u64)> = None;
+        let mut at_least = 0usize;
+        loop {
+            let Some(step) = cell.borrow().next_read_step(
+                offset,
+                at,
+                max_bytes.saturating_sub(out.len()),
+                at_least,
+            ) else {
+                break;
+            };
+            let data = match step.cached {
+                Some(data) => data,
+                None => {
+                    let data = step
+                        .file
+                        .read_at(step.position, step.length)
+                        .await
+                        .map_err(std::io::Error::from)?;
+                    let keep = ReadAhead {
+                        segment_base: step.segment_base,
+                        file_position: step.position,
+                        data: data.clone(),
+                    };
+                    cell.borrow_mut().readahead = Some(keep);
+                    data
                 }
-                _ => next_segment_from = Some(plan.segment_base),
+            };
+            if data.is_empty() {
+                break;
+            }
+            let limits = Limits {
+                offset,
+                max_bytes,
+                upper_bound,
+                min_one,
+            };
+            let previous = (at, at_least);
+            match collect_batches(&data, &limits, &mut out)? {
+                Collected::Stop => break,
+                Collected::BufferEnd(consumed) => {
+                    at_least = 0;
+                    at = Some((step.segment_base, step.position + consumed as u64));
+                }
+                Collected::NeedBytes(consumed, batch_bytes) => {
+                    at_least = batch_bytes;
+                    at = Some((step.segment_base, step.position + consumed as u64));
+                }
+            }
+            if (at, at_least) == previous {
+                // No progress: a torn batch at the end of the data; nothing more to return.
+                break;
             }
         }
+        Ok(out.freeze())
     }
 
-    fn read_from_readahead(
+    /// Where the next chunk of a read comes from: the read-ahead buffer or a disk read at a
+    /// batch boundary. `at` is (segment, position) to continue from, `None` to start at the
+    /// index position of `offset`. `None` when there is nothing more to read.
+    fn next_read_step(
         &self,
         offset: i64,
-        max_bytes: usize,
-        upper_bound: i64,
-        min_one: bool,
-    ) -> Result<Option<Bytes>, ReadError> {
-        let Some(readahead) = &self.readahead else {
-            return Ok(None);
-        };
-        let Some(segment) = self.segments.get(&readahead.segment_base) else {
-            return Ok(None);
-        };
-        if offset < segment.base_offset || offset >= segment.next_offset {
-            return Ok(None);
-        }
-        let position = segment.index.lookup(offset).1 as u64;
-        let start = readahead.file_position;
-        let end = start + readahead.data.len() as u64;
-        let skip = if (start..end).contains(&position) {
-            (position - start) as usize
-        } else if position < start && first_base_offset(&readahead.data) <= offset {
-            0
-        } else {
-            return Ok(None);
-        };
-        let (bytes, _) = collect_batches(
-            &readahead.data[skip..],
-            offset,
-            max_bytes,
-            upper_bound,
-            min_one,
-            true,
-        )?;
-        Ok((!bytes.is_empty()).then_some(bytes))
-    }
-
-    fn plan_disk_read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        after_segment: Option<i64>,
-    ) -> Option<DiskRead> {
-        let segment = match after_segment {
-            Some(previous) => self.segments.range(previous + 1..).next().map(|(_, s)| s)?,
-            None => self
-                .segments
-                .range(..=offset)
-                .next_back()
-                .map(|(_, s)| s)
-                .or_else(|| self.segments.values().next())?,
-        };
-        let position = if after_segment.is_some() {
-            0
-        } else {
-            segment.index.lookup(offset).1 as u64
+        at: Option<(i64, u64)>,
+        budget: usize,
+        at_least: usize,
+    ) -> Option<ReadStep> {
+        let (segment, position) = match at {
+            None => {
+                let segment = self
+                    .segments
+                    .range(..=offset)
+                    .next_back()
+                    .map(|(_, s)| s)
+                    .or_else(|| self.segments.values().next())?;
+                (segment, segment.index.lookup(offset).1 as u64)
+            }
+            Some((base, position)) => {
+                let segment = self.segments.get(&base)?;
+                if position < segment.size {
+                    (segment, position)
+                } else {
+                    (self.segments.range(base + 1..).next().map(|(_, s)| s)?, 0)
+                }
+            }
         };
         if position >= segment.size {
-            return if segment.base_offset >= self.active().base_offset {
-                None
-            } else {
-                self.plan_disk_read(offset, max_bytes, Some(segment.base_offset))
-            };
+            return None;
         }
-        let wanted = self.options.readahead_bytes.max(max_bytes.min(64 << 20)) as u64;
+        if let Some(readahead) = &self.readahead {
+            let start = readahead.file_position;
+            let end = start + readahead.data.len() as u64;
+            let wanted_end = position + at_least as u64;
+            if readahead.segment_base == segment.base_offset
+                && (start..end).contains(&position)
+                && wanted_end <= end
+            {
+                let cached = ReadResult::slice(
+                    &readahead.data,
+                    (position - start) as usize,
+                    (end - position) as usize,
+                );
+                if cached.is_some() {
+                    return Some(ReadStep {
+                        file: segment.file.clone(),
+                        segment_base: segment.base_offset,
+                        position,
+                        length: 0,
+                        cached,
+                    });
+                }
+            }
+        }
+        let wanted = self
+            .options
+            .readahead_bytes
+            .max(budget.min(64 << 20))
+            .max(at_least) as u64;
         let length = wanted.min(segment.size - position) as usize;
-        Some(DiskRead {
+        Some(ReadStep {
             file: segment.file.clone(),
             segment_base: segment.base_offset,
             position,
             length,
+            cached: None,
         })
     }
 
     /// Takes the flush work of every segment with unwritten appends.
     pub fn take_flush_work(&mut self) -> FlushPlan {
         let mut jobs = Vec::new();
+        let step = self.options.preallocate_bytes.max(1);
         for segment in self.segments.values_mut() {
             if let Some(appender) = segment.appender.as_mut() {
                 let work = appender.take_flush();
+                // Allocate blocks ahead of the writes in large steps (file size unchanged), so
+                // most O_DIRECT appends need no block allocation.
+                let preallocate = (!segment.rolled && work.end > segment.preallocated).then(|| {
+                    segment.preallocated = work.end.next_multiple_of(step);
+                    segment.preallocated
+                });
                 let seal = segment.rolled.then(|| SealJob {
                     base_offset: segment.base_offset,
                     size: segment.size,
@@ -644,6 +668,7 @@ impl Log {
                         file: segment.file.clone(),
                         work,
                         seal,
+                        preallocate,
                     });
                 }
             }
@@ -666,6 +691,10 @@ impl Log {
             new_bytes += job.work.new_bytes;
             async move {
                 let sync_this = sync || job.seal.is_some();
+                if let Some(size) = job.preallocate {
+                    // Best effort: a filesystem without fallocate still takes the writes.
+                    let _ = job.file.pre_allocate(size, true).await;
+                }
                 appender::execute(&job.file, job.work, sync_this).await?;
                 if let Some(seal) = &job.seal {
                     job.file
@@ -874,6 +903,7 @@ pub struct FlushJob {
     file: Rc<DmaFile>,
     work: FlushWork,
     seal: Option<SealJob>,
+    preallocate: Option<u64>,
 }
 
 struct SealJob {
@@ -897,102 +927,81 @@ pub struct FlushOutcome {
     pub new_bytes: u64,
 }
 
-struct DiskRead {
+/// One chunk of a cold read.
+struct ReadStep {
     file: Rc<DmaFile>,
     segment_base: i64,
     position: u64,
     length: usize,
+    /// Bytes already in memory (the read-ahead buffer) instead of a disk read.
+    cached: Option<ReadResult>,
 }
 
-enum Needs {
-    /// The buffer ended inside the first batch: a larger read is needed.
-    LargerRead,
-    Done,
-}
-
-/// Copies whole batches out of `data` (which starts at a batch boundary): skips batches before
-/// `offset`, stops at `upper_bound`, `max_bytes` (but takes one whole batch first when
-/// `min_one`), or the end of the buffer. Verifies CRCs of what it returns when `verify`.
-fn collect_batches(
-    data: &[u8],
+struct Limits {
     offset: i64,
     max_bytes: usize,
     upper_bound: i64,
     min_one: bool,
-    verify: bool,
-) -> Result<(Bytes, Needs), ReadError> {
+}
+
+enum Collected {
+    /// The budget or the upper bound is reached, or the data ends: the read is complete.
+    Stop,
+    /// The buffer ended at a batch boundary after this many bytes: read on from there.
+    BufferEnd(usize),
+    /// The buffer ended inside a batch of the given size that starts after `consumed` bytes.
+    NeedBytes(usize, usize),
+}
+
+/// Copies whole batches out of `data` (which starts at a batch boundary) into `out`: skips
+/// batches before `offset`, stops at the upper bound or the byte budget (taking one whole batch
+/// first when `min_one` and `out` is empty), and verifies each returned batch's CRC-32C.
+fn collect_batches(
+    data: &[u8],
+    limits: &Limits,
+    out: &mut BytesMut,
+) -> Result<Collected, ReadError> {
     let mut cursor = 0usize;
-    let mut start = None;
-    let mut end = 0usize;
-    while data.len() - cursor >= batch::BATCH_HEADER_LEN {
+    loop {
+        if data.len() - cursor < batch::BATCH_HEADER_LEN {
+            return Ok(if cursor == data.len() {
+                Collected::BufferEnd(cursor)
+            } else {
+                Collected::NeedBytes(cursor, batch::BATCH_HEADER_LEN)
+            });
+        }
         let Ok(header) = BatchHeader::parse(&data[cursor..]) else {
-            break;
+            return Ok(Collected::Stop);
         };
-        if header.batch_length <= 0 {
-            break;
+        if header.batch_length <= 0 || header.last_offset() >= limits.upper_bound {
+            return Ok(Collected::Stop);
         }
         let total = header.total_size();
-        if header.last_offset() >= upper_bound {
-            break;
-        }
-        if cursor + total > data.len() {
-            if start.is_none() {
-                return Ok((Bytes::new(), Needs::LargerRead));
+        if header.last_offset() >= limits.offset {
+            let fits = out.len() + total <= limits.max_bytes;
+            if !(fits || out.is_empty() && limits.min_one) {
+                return Ok(Collected::Stop);
             }
-            break;
-        }
-        if header.last_offset() >= offset {
-            let taken = end - start.unwrap_or(cursor);
-            if taken + total > max_bytes && !(start.is_none() && min_one) {
-                break;
+            if cursor + total > data.len() {
+                return Ok(Collected::NeedBytes(cursor, total));
             }
-            if verify {
-                batch::validate(&data[cursor..cursor + total]).map_err(|e| {
-                    ReadError::Corrupt(format!("batch at offset {}: {e}", header.base_offset))
-                })?;
+            let bytes = &data[cursor..cursor + total];
+            batch::validate(bytes).map_err(|e| {
+                ReadError::Corrupt(format!("batch at offset {}: {e}", header.base_offset))
+            })?;
+            if out.is_empty() {
+                out.reserve(limits.max_bytes.min(total.max(1 << 20)));
             }
-            start.get_or_insert(cursor);
-            end = cursor + total;
-            if taken + total > max_bytes {
-                break;
+            out.extend_from_slice(bytes);
+            if !fits {
+                return Ok(Collected::Stop);
             }
+        } else if cursor + total > data.len() {
+            // Skipping a batch that runs past the buffer: continue after it.
+            return Ok(Collected::BufferEnd(cursor + total));
         }
         cursor += total;
     }
-    match start {
-        Some(start) => Ok((Bytes::copy_from_slice(&data[start..end]), Needs::Done)),
-        None => Ok((Bytes::new(), Needs::Done)),
-    }
-}
-
-async fn read_exact_batch(
-    plan: &DiskRead,
-    offset: i64,
-    max_bytes: usize,
-    upper_bound: i64,
-    min_one: bool,
-) -> Result<Bytes, ReadError> {
-    let header_bytes = plan
-        .file
-        .read_at(plan.position, batch::BATCH_HEADER_LEN)
-        .await
-        .map_err(std::io::Error::from)?;
-    let header =
-        BatchHeader::parse(&header_bytes).map_err(|e| ReadError::Corrupt(e.to_string()))?;
-    let length = header.total_size().min(segment::MAX_BATCH_BYTES);
-    let data = plan
-        .file
-        .read_at(plan.position, length)
-        .await
-        .map_err(std::io::Error::from)?;
-    let (bytes, _) = collect_batches(&data, offset, max_bytes, upper_bound, min_one, true)?;
-    Ok(bytes)
-}
-
-fn first_base_offset(data: &[u8]) -> i64 {
-    BatchHeader::parse(data)
-        .map(|h| h.base_offset)
-        .unwrap_or(i64::MAX)
 }
 
 /// Lists segment base offsets in `dir` (creating it if missing) and removes leftovers of

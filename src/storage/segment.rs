@@ -57,6 +57,8 @@ pub struct Segment {
     pub appender: Option<Appender>,
     /// Rolled: no more appends; sealed once the flusher has written everything.
     pub rolled: bool,
+    /// Bytes of the file allocated ahead of the writes (fallocate, keeping the size).
+    pub preallocated: u64,
 }
 
 impl Segment {
@@ -128,6 +130,7 @@ impl Segment {
             created_ms: now_ms,
             appender,
             rolled: false,
+            preallocated: size,
         }
     }
 

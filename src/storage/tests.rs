@@ -1,0 +1,324 @@
+//! Properties of the partition log on real files (O_DIRECT, glommio): what is appended reads back
+//! byte for byte from cache or disk, across segment rolls and reopenings; a crash (a torn or
+//! garbage tail) loses only the bytes after the last whole batch; retention deletes closed
+//! segments only.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::log::{Log, LogOptions};
+use crate::config::TopicConfig;
+use crate::records::batch::{self, BatchHeader};
+use crate::records::builder::BatchBuilder;
+use crate::records::compression::Compression;
+use crate::testing::{data_dir, run_local};
+
+fn small_segments() -> TopicConfig {
+    TopicConfig {
+        segment_bytes: 1 << 20,
+        index_interval_bytes: 4096,
+        ..TopicConfig::default()
+    }
+}
+
+fn options(readahead: usize) -> LogOptions {
+    LogOptions {
+        write_buffer_bytes: 64 << 10,
+        readahead_bytes: readahead,
+        preallocate_bytes: 1 << 20,
+    }
+}
+
+/// A batch of `records` records of `size` bytes each, its values tagged with `tag`.
+fn make_batch(tag: u64, records: usize, size: usize, timestamp: i64) -> (BatchHeader, Bytes) {
+    let mut builder = BatchBuilder::new(Compression::None, 0, timestamp);
+    for i in 0..records {
+        let mut value = format!("{tag}:{i}:").into_bytes();
+        value.resize(size.max(value.len()), b'a' + (tag % 26) as u8);
+        builder.append(
+            timestamp,
+            Some(format!("k{tag}").as_bytes()),
+            Some(&value),
+            &[],
+        );
+    }
+    let bytes = builder.build().unwrap();
+    (batch::validate(&bytes).unwrap(), bytes)
+}
+
+/// Appends and flushes `count` batches; returns the stored bytes of each (as a reader sees them).
+async fn fill(log: &RefCell<Log>, count: usize, records: usize, size: usize) -> Vec<(i64, Bytes)> {
+    let mut appended = Vec::new();
+    for tag in 0..count as u64 {
+        let (header, bytes) = make_batch(tag, records, size, 1_000 + tag as i64);
+        Log::roll_if_needed(log, bytes.len(), 0).await.unwrap();
+        let info = log.borrow_mut().append(&header, &bytes, 3, None);
+        let mut stored = bytes.to_vec();
+        batch::set_base_offset(&mut stored, info.base_offset).unwrap();
+        batch::set_partition_leader_epoch(&mut stored, 3).unwrap();
+        appended.push((info.base_offset, Bytes::from(stored)));
+        if tag % 7 == 0 {
+            Log::flush(log, true, 0).await.unwrap();
+        }
+    }
+    Log::flush(log, true, 0).await.unwrap();
+    appended
+}
+
+/// Reads the whole log back batch by batch.
+async fn read_all(log: &RefCell<Log>, max_bytes: usize) -> Vec<(i64, Bytes)> {
+    let end = log.borrow().log_end_offset;
+    let mut offset = log.borrow().log_start_offset;
+    let mut out = Vec::new();
+    while offset < end {
+        let chunk = Log::read(log, offset, max_bytes, end, true).await.unwrap();
+        assert!(
+            !chunk.is_empty(),
+            "no data at offset {offset} below the end {end}"
+        );
+        for item in batch::split(&chunk) {
+            let (header, bytes) = item.unwrap();
+            batch::validate(&bytes).unwrap();
+            offset = header.last_offset() + 1;
+            out.push((header.base_offset, bytes));
+        }
+    }
+    out
+}
+
+#[test]
+fn batches_read_back_identically_from_cache_disk_and_after_reopening() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    run_local(async move {
+        let (log, _) = Log::open(&path, small_segments(), options(256 << 10), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        log.borrow_mut().set_cache_limit(256 << 10);
+        let appended = fill(&log, 400, 5, 1000).await;
+        assert!(log.borrow().segment_count() > 1, "rolled by segment.bytes");
+        // Small reads exercise index lookups and read-ahead; big ones whole segments.
+        assert_eq!(read_all(&log, 10_000).await, appended);
+        assert_eq!(read_all(&log, 4 << 20).await, appended);
+        Log::close(&log, 0).await.unwrap();
+
+        let (reopened, report) = Log::open(&path, small_segments(), options(64 << 10), true, 0)
+            .await
+            .unwrap();
+        let reopened = RefCell::new(reopened);
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(read_all(&reopened, 50_000).await, appended, "clean reopen");
+        drop(reopened);
+
+        let (recovered, report) = Log::open(&path, small_segments(), options(64 << 10), false, 0)
+            .await
+            .unwrap();
+        let recovered = RefCell::new(recovered);
+        assert_eq!(report.truncated_bytes, 0, "{:?}", report.notes);
+        assert_eq!(
+            read_all(&recovered, 50_000).await,
+            appended,
+            "recovery scan"
+        );
+        // Appends continue at the end after recovery, also inside a partially filled block.
+        let more = fill(&recovered, 3, 2, 333).await;
+        assert_eq!(
+            more[0].0,
+            appended
+                .last()
+                .map(|(o, b)| o
+                    + batch::BatchHeader::parse(b).unwrap().last_offset_delta as i64
+                    + 1)
+                .unwrap()
+        );
+        let all = read_all(&recovered, 1 << 20).await;
+        assert_eq!(all.len(), appended.len() + 3);
+    });
+}
+
+#[test]
+fn oversized_first_batch_is_returned_whole_and_limits_hold_otherwise() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    run_local(async move {
+        let (log, _) = Log::open(&path, small_segments(), options(8 << 10), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        let appended = fill(&log, 4, 100, 1000).await; // ~100 KB batches
+        for cache in [0usize, 1 << 30] {
+            log.borrow_mut().set_cache_limit(cache);
+            let end = log.borrow().log_end_offset;
+            let one = Log::read(&log, 0, 10, end, true).await.unwrap();
+            assert_eq!(
+                one, appended[0].1,
+                "min_one returns the first batch whole (cache {cache})"
+            );
+            let none = Log::read(&log, 0, 10, end, false).await.unwrap();
+            assert!(none.is_empty());
+            let two = Log::read(&log, 150, 2 * appended[1].1.len() + 1, end, true)
+                .await
+                .unwrap();
+            assert_eq!(
+                two.len(),
+                appended[1].1.len() + appended[2].1.len(),
+                "starts at the batch holding offset 150"
+            );
+            let bounded = Log::read(&log, 0, usize::MAX, 200, true).await.unwrap();
+            assert_eq!(
+                bounded.len(),
+                appended[0].1.len() + appended[1].1.len(),
+                "never reaches the upper bound"
+            );
+        }
+        let error = Log::read(&log, 10_000, 100, 10_000, true)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            super::log::ReadError::OffsetOutOfRange { .. }
+        ));
+    });
+}
+
+#[test]
+fn retention_deletes_closed_segments_by_size_time_and_log_start() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    run_local(async move {
+        let (log, _) = Log::open(&path, small_segments(), options(64 << 10), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        fill(&log, 300, 5, 1000).await;
+        let segments = log.borrow().segment_count();
+        assert!(segments >= 2);
+        // Nothing is old or big enough yet.
+        assert!(log.borrow_mut().take_expired_segments(2_000).is_empty());
+        // By size, as Kafka: a segment goes when the log stays at least retention.bytes without it.
+        log.borrow_mut().config.retention_bytes = 100 << 10;
+        let deleted = log.borrow_mut().take_expired_segments(2_000);
+        assert_eq!(
+            deleted.len(),
+            segments - 1,
+            "all closed segments beyond the size go; the active one stays"
+        );
+        let start = log.borrow().log_start_offset;
+        assert_eq!(start, deleted.last().unwrap().next_offset);
+        assert_eq!(read_all(&log, 1 << 20).await.first().unwrap().0, start);
+        // The active segment is never deleted, whatever its age.
+        log.borrow_mut().config.retention_ms = 1;
+        assert!(log
+            .borrow_mut()
+            .take_expired_segments(i64::MAX / 2)
+            .is_empty());
+    });
+}
+
+#[test]
+fn segments_roll_by_age() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    run_local(async move {
+        let config = TopicConfig {
+            segment_ms: 1000,
+            ..small_segments()
+        };
+        let (log, _) = Log::open(&path, config, options(64 << 10), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        let (header, bytes) = make_batch(1, 1, 10, 5);
+        assert!(
+            !Log::roll_if_needed(&log, bytes.len(), 10_000)
+                .await
+                .unwrap(),
+            "an empty segment never rolls"
+        );
+        log.borrow_mut().append(&header, &bytes, 0, None);
+        assert!(!Log::roll_if_needed(&log, bytes.len(), 500).await.unwrap());
+        assert!(Log::roll_if_needed(&log, bytes.len(), 10_000)
+            .await
+            .unwrap());
+        log.borrow_mut().append(&header, &bytes, 0, None);
+        Log::flush(&log, true, 10_000).await.unwrap();
+        assert_eq!(log.borrow().segment_count(), 2);
+        assert!(
+            log.borrow().segment_summaries()[0].2,
+            "the rolled segment is sealed after the flush"
+        );
+        assert!(
+            path.join("00000000000000000000.index").exists()
+                && path.join("00000000000000000000.timeindex").exists()
+        );
+    });
+}
+
+#[test]
+fn log_append_time_stamps_the_stored_batch() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    run_local(async move {
+        let (log, _) = Log::open(&path, small_segments(), options(64 << 10), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        let (header, bytes) = make_batch(9, 3, 20, 5);
+        log.borrow_mut().set_cache_limit(0);
+        log.borrow_mut().append(&header, &bytes, 0, Some(777_000));
+        Log::flush(&log, true, 0).await.unwrap();
+        let stored = Log::read(&log, 0, 1 << 20, 3, true).await.unwrap();
+        let stamped = batch::validate(&stored).expect("CRC recomputed");
+        assert_eq!(stamped.max_timestamp, 777_000);
+        assert_eq!(
+            stamped.timestamp_type(),
+            batch::TimestampType::LogAppendTime
+        );
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A crash can leave any prefix of the written bytes, or garbage after them: recovery keeps
+    /// exactly the whole batches before the damage.
+    #[test]
+    fn recovery_keeps_every_whole_batch_before_a_torn_tail(cut_permille in 0u32..1000, garbage in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let dir = data_dir();
+        let path = dir.path().join("t-0");
+        let run_path = path.clone();
+        let appended = run_local(async move {
+            let (log, _) = Log::open(&run_path, TopicConfig::default(), options(64 << 10), false, 0).await.unwrap();
+            let log = RefCell::new(log);
+            fill(&log, 40, 3, 200).await
+        });
+        let segment = path.join("00000000000000000000.log");
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let logical: usize = appended.iter().map(|(_, b)| b.len()).sum();
+        bytes.truncate(logical);
+        let cut = logical * cut_permille as usize / 1000;
+        bytes.truncate(cut);
+        bytes.extend_from_slice(&garbage);
+        std::fs::write(&segment, &bytes).unwrap();
+        let expected: Vec<(i64, Bytes)> = {
+            let mut end = 0;
+            appended.iter().take_while(|(_, b)| { end += b.len(); end <= cut }).cloned().collect()
+        };
+        let recovered = run_local(async move {
+            let (log, _) = Log::open(&path, TopicConfig::default(), options(64 << 10), false, 0).await.unwrap();
+            let log = RefCell::new(log);
+            let all = read_all(&log, 1 << 20).await;
+            // The log accepts appends again right after the last whole batch.
+            let (header, bytes) = make_batch(99, 1, 10, 1);
+            let info = log.borrow_mut().append(&header, &bytes, 0, None);
+            Log::flush(&log, true, 0).await.unwrap();
+            (all, info.base_offset)
+        });
+        let next = expected.last().map(|(o, b)| o + batch::BatchHeader::parse(b).unwrap().last_offset_delta as i64 + 1).unwrap_or(0);
+        prop_assert_eq!(recovered.0, expected);
+        prop_assert_eq!(recovered.1, next);
+    }
+}
