@@ -33,7 +33,12 @@ impl ProducerContext for Acknowledged {
 
 /// Produces acks=all records with unique ids until `stop`; returns the producer so the caller
 /// can drop it after the broker died.
-fn produce_until(broker: &Broker, first_id: u64, stop: Arc<AtomicBool>, acked: Arc<Mutex<HashSet<u64>>>) -> std::thread::JoinHandle<u64> {
+fn produce_until(
+    broker: &Broker,
+    first_id: u64,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<HashSet<u64>>>,
+) -> std::thread::JoinHandle<u64> {
     let bootstrap = broker.bootstrap();
     std::thread::spawn(move || {
         let producer: ThreadedProducer<Acknowledged> = rdkafka::ClientConfig::new()
@@ -50,7 +55,11 @@ fn produce_until(broker: &Broker, first_id: u64, stop: Arc<AtomicBool>, acked: A
         while !stop.load(Ordering::Relaxed) {
             let payload = format!("{id}:{padding}");
             let key = (id % 97).to_string();
-            match producer.send(BaseRecord::with_opaque_to("crash", Box::new(id)).key(&key).payload(&payload)) {
+            match producer.send(
+                BaseRecord::with_opaque_to("crash", Box::new(id))
+                    .key(&key)
+                    .payload(&payload),
+            ) {
                 Ok(()) => id += 1,
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
@@ -66,9 +75,13 @@ fn stored_ids(broker: &Broker) -> Vec<u64> {
     let mut assignment = TopicPartitionList::new();
     let mut remaining = 0i64;
     for partition in 0..PARTITIONS {
-        let (low, high) = consumer.fetch_watermarks("crash", partition, Duration::from_secs(10)).unwrap();
+        let (low, high) = consumer
+            .fetch_watermarks("crash", partition, Duration::from_secs(10))
+            .unwrap();
         remaining += high - low;
-        assignment.add_partition_offset("crash", partition, Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset("crash", partition, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let mut ids = Vec::new();
@@ -81,7 +94,10 @@ fn stored_ids(broker: &Broker) -> Vec<u64> {
             remaining -= 1;
         }
     }
-    assert_eq!(remaining, 0, "could not read everything below the high watermarks");
+    assert_eq!(
+        remaining, 0,
+        "could not read everything below the high watermarks"
+    );
     ids
 }
 
@@ -98,7 +114,8 @@ fn validate_segment_files(broker: &Broker) -> usize {
             let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
             for item in weir::records::batch::split(&bytes) {
                 let (_, batch) = item.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                weir::records::batch::validate(&batch).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                weir::records::batch::validate(&batch)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 batches += 1;
             }
         }
@@ -109,7 +126,12 @@ fn validate_segment_files(broker: &Broker) -> usize {
 #[test]
 fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
     let mut broker = Broker::start(&[]);
-    create_topic(&broker, "crash", PARTITIONS, &[("segment.bytes", "1048576")]);
+    create_topic(
+        &broker,
+        "crash",
+        PARTITIONS,
+        &[("segment.bytes", "1048576")],
+    );
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let mut next_id = 0;
     for round in 0..3 {
@@ -117,7 +139,9 @@ fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
         let producer = produce_until(&broker, next_id, stop.clone(), acked.clone());
         // Let production run hot, then pull the plug mid-stream.
         let started = Instant::now();
-        while acked.lock().unwrap().len() < 3000 * (round + 1) && started.elapsed() < Duration::from_secs(30) {
+        while acked.lock().unwrap().len() < 3000 * (round + 1)
+            && started.elapsed() < Duration::from_secs(30)
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
         broker.kill9();
@@ -125,13 +149,28 @@ fn kill_9_during_acks_all_production_loses_no_acknowledged_record() {
         next_id = producer.join().unwrap() + 1_000_000;
         broker.restart();
         let log = broker.log();
-        assert!(log.contains("not clean"), "a kill -9 restart recovers:\n{log}");
+        assert!(
+            log.contains("not clean"),
+            "a kill -9 restart recovers:\n{log}"
+        );
 
         let stored: HashSet<u64> = stored_ids(&broker).into_iter().collect();
         let acked_now = acked.lock().unwrap().clone();
-        let missing: Vec<&u64> = acked_now.iter().filter(|id| !stored.contains(id)).take(10).collect();
-        assert!(missing.is_empty(), "round {round}: {} acknowledged records missing, e.g. {missing:?}", acked_now.iter().filter(|id| !stored.contains(id)).count());
-        assert!(acked_now.len() >= 3000 * (round + 1), "round {round}: production ran ({} acks)", acked_now.len());
+        let missing: Vec<&u64> = acked_now
+            .iter()
+            .filter(|id| !stored.contains(id))
+            .take(10)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} acknowledged records missing, e.g. {missing:?}",
+            acked_now.iter().filter(|id| !stored.contains(id)).count()
+        );
+        assert!(
+            acked_now.len() >= 3000 * (round + 1),
+            "round {round}: production ran ({} acks)",
+            acked_now.len()
+        );
     }
     broker.stop();
     assert!(validate_segment_files(&broker) > 0);
