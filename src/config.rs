@@ -743,3 +743,45 @@ mod tests {
         assert_eq!(c.num_partitions(), 4);
     }
 }
+
+/// The markdown tables of `docs/configuration.md`, derived from the definitions above.
+pub fn reference_tables() -> String {
+    use std::fmt::Write;
+    let mut out =
+        String::from("### Broker settings\n\n| name | default | meaning |\n|---|---|---|\n");
+    for def in BROKER_CONFIGS {
+        let _ = writeln!(out, "| `{}` | `{}` | {} |", def.name, def.default, def.doc);
+    }
+    out.push_str("\n### Topic settings (and the broker setting that sets their default)\n\n");
+    out.push_str(
+        "| topic setting | broker default setting | default | meaning |\n|---|---|---|---|\n",
+    );
+    for def in TOPIC_CONFIGS {
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | `{}` | {} |",
+            def.def.name,
+            def.broker_name,
+            def.def.default,
+            def.def.doc.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod reference_tests {
+    #[test]
+    fn configuration_doc_lists_every_setting_with_its_default() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/configuration.md"
+        ))
+        .expect("docs/configuration.md exists");
+        assert!(
+            doc.contains(&super::reference_tables()),
+            "docs/configuration.md is out of date; its tables must be:\n{}",
+            super::reference_tables()
+        );
+    }
+}
