@@ -3,6 +3,8 @@
 //! (the `rdkafka` crate) pointed at it.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
