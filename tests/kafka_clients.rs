@@ -758,3 +758,78 @@ fn topics_configs_and_records_survive_restarts() {
     let (low1, high1) = watermarks(&broker, "durable", 1);
     assert_eq!((low0, low1, high0 + high1), (0, 0, 1000));
 }
+
+#[test]
+fn retention_deletes_old_segments_and_write_caching_topics_serve_acks_all() {
+    let broker = Broker::start(&["log.retention.check.interval.ms=200"]);
+    create_topic(
+        &broker,
+        "short",
+        1,
+        &[("segment.bytes", "1048576"), ("retention.bytes", "1048576")],
+    );
+    let producer = common::producer(
+        &broker,
+        &[
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("compression.codec", "none"),
+        ],
+    );
+    let value = vec![b'r'; 1000];
+    for _ in 0..4 {
+        send_all(
+            &producer,
+            (0..1000)
+                .map(|_| FutureRecord::to("short").key(&b"k"[..]).payload(&value[..]))
+                .collect(),
+        );
+    }
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut low = 0;
+    while low == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        low = watermarks(&broker, "short", 0).0;
+    }
+    assert!(low > 0, "retention moved the log start");
+    let (_, high) = watermarks(&broker, "short", 0);
+    assert_eq!(high, 4000);
+    assert!(
+        high - low >= 1000,
+        "at least retention.bytes worth of records stay"
+    );
+    let first = consume(&broker, "short", 1, Offset::Beginning, 1, &[]);
+    assert_eq!(first[0].offset, low, "consumers start at the new log start");
+    let segments = std::fs::read_dir(broker.data_dir.join("short-0"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count();
+    assert!(
+        segments <= 3,
+        "old segment files are gone ({segments} left)"
+    );
+
+    create_topic(&broker, "cached", 2, &[("write.caching", "true")]);
+    let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    send_all(
+        &producer,
+        values
+            .iter()
+            .map(|v| {
+                FutureRecord::to("cached")
+                    .key(v.as_bytes())
+                    .payload(v.as_bytes())
+            })
+            .collect(),
+    );
+    assert_eq!(
+        consume(&broker, "cached", 2, Offset::Beginning, 1000, &[]).len(),
+        1000
+    );
+}
