@@ -84,7 +84,8 @@ pub struct Partition {
     /// Fired when the high watermark moves or the partition fails or goes away.
     pub hw_event: Event,
     pub(crate) dirty: Cell<bool>,
-    failed: RefCell<Option<String>>,
+    /// Why the partition refuses requests (a storage failure, or the broker shutting down).
+    unavailable: RefCell<Option<PartitionError>>,
     deleted: Cell<bool>,
 }
 
@@ -124,7 +125,7 @@ impl Partition {
             high_watermark: Cell::new(end),
             hw_event: Event::default(),
             dirty: Cell::new(false),
-            failed: RefCell::new(None),
+            unavailable: RefCell::new(None),
             deleted: Cell::new(false),
         });
         Ok((partition, report))
@@ -168,11 +169,8 @@ impl Partition {
                 "partition was deleted",
             ));
         }
-        if let Some(why) = self.failed.borrow().as_ref() {
-            return Err(PartitionError::new(
-                ErrorCode::KafkaStorageError,
-                why.clone(),
-            ));
+        if let Some(error) = self.unavailable.borrow().as_ref() {
+            return Err(error.clone());
         }
         Ok(())
     }
@@ -302,9 +300,10 @@ impl Partition {
     fn fail(&self, error: std::io::Error) -> PartitionError {
         let why = format!("storage error on {}-{}: {error}", self.topic, self.index);
         tracing::error!("{why}");
-        *self.failed.borrow_mut() = Some(why.clone());
+        let error = PartitionError::new(ErrorCode::KafkaStorageError, why);
+        *self.unavailable.borrow_mut() = Some(error.clone());
         self.hw_event.notify();
-        PartitionError::new(ErrorCode::KafkaStorageError, why)
+        error
     }
 
     /// Waits until the high watermark passes `last_offset` (acks=all).
@@ -522,9 +521,18 @@ impl Partition {
     pub async fn close(&self) -> std::io::Result<()> {
         let _append = self.append_lock.acquire_permit(1).await;
         let _flush = self.flush_lock.acquire_permit(1).await;
-        Log::close(&self.log, crate::event::now_ms()).await?;
-        self.write_producer_snapshot().await;
-        Ok(())
+        let closed = Log::close(&self.log, crate::event::now_ms()).await;
+        if closed.is_ok() {
+            self.write_producer_snapshot().await;
+        }
+        // Nothing appends after the final flush: later produce requests are refused (clients
+        // retry against the restarted broker) instead of being acknowledged and lost.
+        *self.unavailable.borrow_mut() = Some(PartitionError::new(
+            ErrorCode::NotLeaderOrFollower,
+            "the broker is shutting down",
+        ));
+        self.hw_event.notify();
+        closed
     }
 
     /// Marks the partition deleted (topic deletion): waiters fail, new requests are refused.
