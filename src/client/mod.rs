@@ -29,6 +29,9 @@ pub mod partitioner;
 pub mod produce;
 pub mod versions;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
