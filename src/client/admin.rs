@@ -488,9 +488,10 @@ impl Client {
             validate_only,
             ..CreateTopicsRequest::default()
         };
+        // The broker may use all of `timeout_ms` before answering.
         let response: CreateTopicsResponse =
             self.bootstrap
-                .request(key, version, &request, Duration::ZERO)?;
+                .request(key, version, &request, self.config.request_timeout)?;
         let result = response
             .topics
             .into_iter()
@@ -538,9 +539,10 @@ impl Client {
         } else {
             request.topic_names = vec![name.to_string()];
         }
+        // The broker may use all of `timeout_ms` before answering.
         let response: DeleteTopicsResponse =
             self.bootstrap
-                .request(key, version, &request, Duration::ZERO)?;
+                .request(key, version, &request, self.config.request_timeout)?;
         let result = response
             .responses
             .into_iter()
@@ -575,9 +577,10 @@ impl Client {
             validate_only,
             ..CreatePartitionsRequest::default()
         };
+        // The broker may use all of `timeout_ms` before answering.
         let response: CreatePartitionsResponse =
             self.bootstrap
-                .request(key, version, &request, Duration::ZERO)?;
+                .request(key, version, &request, self.config.request_timeout)?;
         let result = response
             .results
             .into_iter()

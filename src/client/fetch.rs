@@ -17,8 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::error::{ClientError, KafkaError};
-use super::{should_retry, Client, RETRY_ATTEMPTS, RETRY_BACKOFF};
+use super::{should_retry, Client, PartitionOutcome, RETRY_ATTEMPTS, RETRY_BACKOFF};
 use crate::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use crate::protocol::messages::fetch_response::PartitionData;
 use crate::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use crate::protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
@@ -205,14 +206,13 @@ impl Client {
             .collect())
     }
 
-    #[allow(clippy::type_complexity)]
     fn list_offsets_at(
         &mut self,
         leader: i32,
         topic: &str,
         partitions: &[i32],
         spec: OffsetSpec,
-    ) -> Result<Vec<Result<ListedOffset, (i32, ClientError)>>, ClientError> {
+    ) -> Result<Vec<PartitionOutcome<ListedOffset>>, ClientError> {
         let key = ApiKey::ListOffsets;
         let connection = self.broker(leader)?;
         let version = connection.version(key)?;
@@ -374,40 +374,51 @@ impl Client {
                     "no answer for topic '{topic}' partition {partition}"
                 )));
             };
-            let mut fetched = FetchedPartition {
-                partition,
-                error: None,
-                high_watermark: answer.high_watermark,
-                log_start_offset: answer.log_start_offset,
-                records: Vec::new(),
-                next_offset: offset,
-                oversized_batch_bytes: None,
-            };
-            if answer.error_code != ErrorCode::None.code() {
-                fetched.error = Some(KafkaError::new(
-                    key.name(),
-                    format!("topic '{topic}' partition {partition}"),
-                    answer.error_code,
-                ));
-                results.push(fetched);
-                continue;
-            }
-            let data = answer.records.unwrap_or_default();
-            let decoded = decode_records(partition, &data, offset, options.decompressed_bytes_max)
-                .map_err(|error| {
-                    protocol(format!(
-                        "topic '{topic}' partition {partition} at offset {offset}: {error}"
-                    ))
-                })?;
-            fetched.records = decoded.records;
-            fetched.next_offset = decoded.next_offset.unwrap_or(offset).max(offset);
-            if decoded.next_offset.is_none() {
-                fetched.oversized_batch_bytes = decoded.partial_batch_bytes;
-            }
-            results.push(fetched);
+            results.push(
+                fetched_partition(topic, partition, offset, answer, options).map_err(protocol)?,
+            );
         }
         Ok(results)
     }
+}
+
+/// One partition's fetch answer as records from `offset`, or why its records are invalid.
+fn fetched_partition(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    answer: PartitionData,
+    options: &FetchOptions,
+) -> Result<FetchedPartition, String> {
+    let mut fetched = FetchedPartition {
+        partition,
+        error: None,
+        high_watermark: answer.high_watermark,
+        log_start_offset: answer.log_start_offset,
+        records: Vec::new(),
+        next_offset: offset,
+        oversized_batch_bytes: None,
+    };
+    if answer.error_code != ErrorCode::None.code() {
+        fetched.error = Some(KafkaError::new(
+            ApiKey::Fetch.name(),
+            format!("topic '{topic}' partition {partition}"),
+            answer.error_code,
+        ));
+        return Ok(fetched);
+    }
+    let data = answer.records.unwrap_or_default();
+    let decoded = decode_records(partition, &data, offset, options.decompressed_bytes_max)
+        .map_err(|error| {
+            format!("topic '{topic}' partition {partition} at offset {offset}: {error}")
+        })?;
+    fetched.records = decoded.records;
+    // Never backwards, whatever offsets the batches claim.
+    fetched.next_offset = decoded.next_offset.unwrap_or(offset).max(offset);
+    if decoded.next_offset.is_none() {
+        fetched.oversized_batch_bytes = decoded.partial_batch_bytes;
+    }
+    Ok(fetched)
 }
 
 #[cfg(test)]

@@ -233,6 +233,10 @@ impl Client {
     }
 }
 
+/// One partition's result inside a multi-partition request: the value, or the partition and
+/// its error (which the caller may retry).
+pub(crate) type PartitionOutcome<T> = Result<T, (i32, ClientError)>;
+
 /// Whether a failed partition request is worth retrying after a metadata refresh. An unknown
 /// topic is retriable in Kafka (metadata may lag), but a tool should say so at once.
 pub(crate) fn should_retry(error: &ClientError) -> bool {

@@ -17,8 +17,9 @@ use bytes::Bytes;
 
 use super::error::{ClientError, KafkaError};
 use super::partitioner::Partitioner;
-use super::{should_retry, Client, RETRY_ATTEMPTS, RETRY_BACKOFF};
+use super::{should_retry, Client, PartitionOutcome, RETRY_ATTEMPTS, RETRY_BACKOFF};
 use crate::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use crate::protocol::messages::produce_response::PartitionProduceResponse;
 use crate::protocol::messages::{ProduceRequest, ProduceResponse};
 use crate::protocol::{ApiKey, ErrorCode};
 use crate::records::{BatchBuilder, Compression};
@@ -66,6 +67,9 @@ pub struct ProduceAck {
     pub log_append_time: i64,
 }
 
+/// A partition and its acknowledgement (`None` with acks=0).
+pub type PartitionAck = (i32, Option<ProduceAck>);
+
 impl Client {
     /// Sends one batch per partition of `topic` (at most one per partition) and returns each
     /// partition's acknowledgement, in the order given; `None` with acks=0.
@@ -75,7 +79,7 @@ impl Client {
         batches: &[(i32, Bytes)],
         acks: Acks,
         timeout: Duration,
-    ) -> Result<Vec<(i32, Option<ProduceAck>)>, ClientError> {
+    ) -> Result<Vec<PartitionAck>, ClientError> {
         let by_partition: BTreeMap<i32, Bytes> = batches.iter().cloned().collect();
         if by_partition.len() != batches.len() {
             return Err(ClientError::Request(
@@ -122,7 +126,6 @@ impl Client {
             .collect())
     }
 
-    #[allow(clippy::type_complexity)]
     fn produce_to(
         &mut self,
         leader: i32,
@@ -130,7 +133,7 @@ impl Client {
         batches: &[(i32, Bytes)],
         acks: Acks,
         timeout: Duration,
-    ) -> Result<Vec<Result<(i32, Option<ProduceAck>), (i32, ClientError)>>, ClientError> {
+    ) -> Result<Vec<PartitionOutcome<PartitionAck>>, ClientError> {
         let key = ApiKey::Produce;
         let connection = self.broker(leader)?;
         let version = connection.version(key)?;
@@ -169,56 +172,58 @@ impl Client {
             .iter()
             .map(|(partition, _)| {
                 let partition = *partition;
-                let Some(answer) = answers.get(&partition) else {
-                    return Err((
+                match answers.get(&partition) {
+                    Some(answer) => produce_outcome(topic, answer)
+                        .map(|ack| (partition, Some(ack)))
+                        .map_err(|error| (partition, error)),
+                    None => Err((
                         partition,
                         ClientError::Protocol {
                             address: address.clone(),
                             api: key.name(),
                             detail: format!("no answer for topic '{topic}' partition {partition}"),
                         },
-                    ));
-                };
-                if answer.error_code != ErrorCode::None.code() {
-                    // Record-level errors (v8+) say which record the broker refused and why.
-                    let record_errors: Vec<String> = answer
-                        .record_errors
-                        .iter()
-                        .map(|e| match &e.batch_index_error_message {
-                            Some(message) => format!("record {}: {message}", e.batch_index),
-                            None => format!("record {}", e.batch_index),
-                        })
-                        .collect();
-                    let message = match (&answer.error_message, record_errors.is_empty()) {
-                        (Some(message), true) => Some(message.clone()),
-                        (Some(message), false) => {
-                            Some(format!("{message} ({})", record_errors.join("; ")))
-                        }
-                        (None, false) => Some(record_errors.join("; ")),
-                        (None, true) => None,
-                    };
-                    return Err((
-                        partition,
-                        ClientError::Kafka(
-                            KafkaError::new(
-                                key.name(),
-                                format!("topic '{topic}' partition {partition}"),
-                                answer.error_code,
-                            )
-                            .with_message(message),
-                        ),
-                    ));
+                    )),
                 }
-                Ok((
-                    partition,
-                    Some(ProduceAck {
-                        base_offset: answer.base_offset,
-                        log_append_time: answer.log_append_time_ms,
-                    }),
-                ))
             })
             .collect())
     }
+}
+
+/// One partition's produce answer: its offsets, or its error with the broker's explanation
+/// (and, v8+, which records it refused and why).
+fn produce_outcome(
+    topic: &str,
+    answer: &PartitionProduceResponse,
+) -> Result<ProduceAck, ClientError> {
+    if answer.error_code == ErrorCode::None.code() {
+        return Ok(ProduceAck {
+            base_offset: answer.base_offset,
+            log_append_time: answer.log_append_time_ms,
+        });
+    }
+    let record_errors: Vec<String> = answer
+        .record_errors
+        .iter()
+        .map(|e| match &e.batch_index_error_message {
+            Some(message) => format!("record {}: {message}", e.batch_index),
+            None => format!("record {}", e.batch_index),
+        })
+        .collect();
+    let message = match (&answer.error_message, record_errors.is_empty()) {
+        (Some(message), true) => Some(message.clone()),
+        (Some(message), false) => Some(format!("{message} ({})", record_errors.join("; "))),
+        (None, false) => Some(record_errors.join("; ")),
+        (None, true) => None,
+    };
+    Err(ClientError::Kafka(
+        KafkaError::new(
+            ApiKey::Produce.name(),
+            format!("topic '{topic}' partition {}", answer.index),
+            answer.error_code,
+        )
+        .with_message(message),
+    ))
 }
 
 /// Settings of a `Producer`.
@@ -272,7 +277,8 @@ impl Delivery {
     pub fn offsets(&self) -> Option<RangeInclusive<i64>> {
         let base = self.base_offset?;
         let count = i64::try_from(self.record_count).ok()?;
-        Some(base..=base + count - 1)
+        // Checked: the base offset comes from the broker.
+        Some(base..=base.checked_add(count.checked_sub(1)?)?)
     }
 }
 
@@ -440,6 +446,11 @@ mod tests {
             ..delivery
         };
         assert_eq!(unacknowledged.offsets(), None);
+        let absurd = Delivery {
+            base_offset: Some(i64::MAX),
+            ..delivery
+        };
+        assert_eq!(absurd.offsets(), None, "no overflow on a broker's nonsense");
     }
 
     #[test]
