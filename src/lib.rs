@@ -9,6 +9,8 @@
 //! | [`server`] | listeners, connections: frames → handlers → in-order responses | glue (per shard) |
 //! | [`admin`] | HTTP `/metrics`, `/health`, `/ready` on shard 0 | glue |
 //! | [`bench`] | `weir bench`: load generation and the machine's ceilings | tool |
+//! | [`cli`] | `weir topic`, `weir produce`, `weir consume`, `weir cluster`: the subcommands | tool |
+//! | [`client`] | a blocking Kafka client over `std::net` (the tools' transport) | tool |
 //! | [`handlers`] | one file per Kafka API key, with its version range; the ApiVersions table | glue (per shard) |
 //! | [`shard`] | the per-core context, partition placement, the channel mesh, fetch sessions, metrics | async core |
 //! | [`metadata`] | metadata records, the image, the controller (shard 0) | state machine |
@@ -22,6 +24,8 @@
 pub mod admin;
 pub mod bench;
 pub mod broker;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod event;
 pub mod handlers;

@@ -22,6 +22,14 @@ struct Cli {
 enum Command {
     /// Run a broker (Ctrl-C or SIGTERM shuts it down cleanly).
     Start(StartArgs),
+    /// Create, list, describe, delete and configure topics on a running broker.
+    Topic(weir::cli::topic::TopicArgs),
+    /// Write records to a topic: one per stdin line, or one --value.
+    Produce(weir::cli::produce::ProduceArgs),
+    /// Print records of a topic.
+    Consume(weir::cli::consume::ConsumeArgs),
+    /// Show the cluster: id, controller, brokers, topic counts, broker configs.
+    Cluster(weir::cli::cluster::ClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +92,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Start(args) => broker_config(&args).and_then(weir::broker::run),
+        Command::Topic(args) => return weir::cli::finish(weir::cli::topic::run(&args)),
+        Command::Produce(args) => return weir::cli::finish(weir::cli::produce::run(&args)),
+        Command::Consume(args) => return weir::cli::finish(weir::cli::consume::run(&args)),
+        Command::Cluster(args) => return weir::cli::finish(weir::cli::cluster::run(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
