@@ -136,6 +136,39 @@ fn check_memlock() -> Result<(), String> {
 /// process dies keeps its listening socket alive until the kernel tears the ring down.
 const PORT_RELEASE_WAIT: Duration = Duration::from_secs(10);
 
+/// Raises the soft open-files limit to the hard one (every segment keeps a file open, every
+/// connection a socket) and warns when it is still small for `weir.max.partitions`.
+fn raise_open_files_limit(broker: &BrokerConfig) {
+    // SAFETY: plain libc calls with a stack value.
+    let limit = unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        limit.rlim_cur
+    };
+    let wanted = (broker.max_partitions() * 4 + broker.max_connections()) as u64;
+    if limit < wanted {
+        tracing::warn!(
+            "open-files limit is {limit}; weir.max.partitions={} and max.connections={} may need about {wanted} (raise `ulimit -n` / LimitNOFILE)",
+            broker.max_partitions(),
+            broker.max_connections()
+        );
+    }
+}
+
 fn check_port_free(address: std::net::SocketAddr) -> Result<(), String> {
     // Without SO_REUSEPORT this bind fails if anything listens there, including another broker
     // (whose sockets do set SO_REUSEPORT and would otherwise silently share the port with us).
@@ -172,6 +205,7 @@ pub fn run(broker: BrokerConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     let _lock = DataDirLock::acquire(&data_dir)?;
     check_memlock()?;
+    raise_open_files_limit(&broker);
     let cluster_id = load_or_create_meta_properties(&data_dir, broker.node_id())?;
     let address = broker.listen_addr().map_err(|e| e.0)?;
     check_port_free(address)?;

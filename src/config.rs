@@ -214,6 +214,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "Partitions of __consumer_offsets." },
     ConfigDef { name: "transaction.state.log.num.partitions", kind: ConfigKind::Int, default: "50",
         check: positive, doc: "Partitions of __transaction_state." },
+    ConfigDef { name: "weir.max.partitions", kind: ConfigKind::Int, default: "10000", check: positive,
+        doc: "Partitions this broker hosts at most, over all topics (each holds open files: raise `ulimit -n` with it)." },
     ConfigDef { name: "weir.smp", kind: ConfigKind::Int, default: "0", check: non_negative,
         doc: "Shards (pinned executors); 0: one per available core." },
     ConfigDef { name: "weir.admin.listen", kind: ConfigKind::String, default: "127.0.0.1:9644", check: any,
@@ -454,6 +456,9 @@ impl BrokerConfig {
     }
     pub fn max_connections(&self) -> usize {
         self.get_i64("max.connections") as usize
+    }
+    pub fn max_partitions(&self) -> usize {
+        self.get_i64("weir.max.partitions") as usize
     }
     pub fn smp(&self) -> usize {
         self.get_i64("weir.smp") as usize

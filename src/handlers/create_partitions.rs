@@ -40,7 +40,7 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
         &shard,
         items.clone(),
         body.validate_only,
-        |image, _, (name, count, assignments)| {
+        |image, broker, (name, count, assignments)| {
             let current = image
                 .topic(name)
                 .map(|t| t.partitions.len() as i32)
@@ -49,7 +49,8 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
                 .iter()
                 .map(|(i, b)| (current + i, b.clone()))
                 .collect();
-            plan_create_partitions(image, name, *count, &shifted).map(|records| (records, ()))
+            plan_create_partitions(image, broker, name, *count, &shifted)
+                .map(|records| (records, ()))
         },
     )
     .await;

@@ -122,12 +122,7 @@ pub fn plan_create_topic(
         }
         partitions
     };
-    if partitions > MAX_PARTITIONS_PER_TOPIC {
-        return Err(ApiError::new(
-            ErrorCode::InvalidPartitions,
-            format!("{partitions} partitions is more than Weir's limit of {MAX_PARTITIONS_PER_TOPIC} per topic"),
-        ));
-    }
+    check_partition_limits(image, broker, partitions)?;
     let mut configs = BTreeMap::new();
     for (name, value) in &spec.configs {
         let Some(value) = value else {
@@ -157,6 +152,33 @@ pub fn plan_create_topic(
         records.push(partition_record(image, id, partition));
     }
     Ok((records, id, partitions))
+}
+
+/// Refuses partitions beyond the per-topic bound and the broker's `weir.max.partitions`.
+fn check_partition_limits(
+    image: &MetadataImage,
+    broker: &BrokerConfig,
+    adding: i32,
+) -> Result<(), ApiError> {
+    if adding > MAX_PARTITIONS_PER_TOPIC {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPartitions,
+            format!("{adding} partitions is more than Weir's limit of {MAX_PARTITIONS_PER_TOPIC} per topic"),
+        ));
+    }
+    let existing: usize = image.topics.values().map(|t| t.partitions.len()).sum();
+    let limit = broker.max_partitions();
+    if existing + adding as usize > limit {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPartitions,
+            format!(
+                "{adding} more partitions would make {} on this broker, above weir.max.partitions={limit}; \
+                 raise it (and `ulimit -n`: every partition keeps files open) or use fewer partitions",
+                existing + adding as usize
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn partition_record(image: &MetadataImage, topic_id: Uuid, partition: i32) -> MetadataRecord {
@@ -216,6 +238,7 @@ pub fn plan_delete_topic(
 /// Plans CreatePartitions: growing `name` to `count` partitions.
 pub fn plan_create_partitions(
     image: &MetadataImage,
+    broker: &BrokerConfig,
     name: &str,
     count: i32,
     assignments: &[(i32, Vec<i32>)],
@@ -245,6 +268,7 @@ pub fn plan_create_partitions(
             format!("{count} partitions is more than Weir's limit of {MAX_PARTITIONS_PER_TOPIC} per topic"),
         ));
     }
+    check_partition_limits(image, broker, count - current)?;
     if !assignments.is_empty() {
         if assignments.len() as i32 != count - current {
             return Err(ApiError::new(
@@ -674,29 +698,41 @@ mod tests {
     }
 
     #[test]
-    fn partitions_only_grow() {
+    fn partitions_only_grow_within_the_broker_limit() {
         let image = image_with_topic("t", 3);
-        assert_eq!(
-            plan_create_partitions(&image, "t", 2, &[])
+        let broker = BrokerConfig::default();
+        let code = |count| {
+            plan_create_partitions(&image, &broker, "t", count, &[])
                 .unwrap_err()
-                .code,
-            ErrorCode::InvalidPartitions
-        );
+                .code
+        };
+        assert_eq!(code(2), ErrorCode::InvalidPartitions);
+        assert_eq!(code(3), ErrorCode::InvalidPartitions);
         assert_eq!(
-            plan_create_partitions(&image, "t", 3, &[])
-                .unwrap_err()
-                .code,
-            ErrorCode::InvalidPartitions
-        );
-        assert_eq!(
-            plan_create_partitions(&image, "t", 5, &[]).unwrap().len(),
+            plan_create_partitions(&image, &broker, "t", 5, &[])
+                .unwrap()
+                .len(),
             2
         );
+        let unknown = plan_create_partitions(&image, &broker, "nope", 5, &[]).unwrap_err();
+        assert_eq!(unknown.code, ErrorCode::UnknownTopicOrPartition);
+        let mut small = BrokerConfig::default();
+        small.set("weir.max.partitions", "4").unwrap();
+        let error = plan_create_partitions(&image, &small, "t", 5, &[]).unwrap_err();
+        assert!(
+            error.message.contains("weir.max.partitions=4"),
+            "{}",
+            error.message
+        );
+        let spec = CreateTopicSpec {
+            name: "u".into(),
+            num_partitions: 2,
+            replication_factor: -1,
+            ..Default::default()
+        };
         assert_eq!(
-            plan_create_partitions(&image, "nope", 5, &[])
-                .unwrap_err()
-                .code,
-            ErrorCode::UnknownTopicOrPartition
+            plan_create_topic(&image, &small, &spec).unwrap_err().code,
+            ErrorCode::InvalidPartitions
         );
     }
 
