@@ -12,7 +12,7 @@ use common::raw::Raw;
 use common::*;
 use weir::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir::protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, ProduceRequest, ProduceResponse,
+    ApiVersionsResponse, MetadataRequest, ProduceRequest, ProduceResponse,
 };
 use weir::protocol::{ErrorCode, Message};
 use weir::records::builder::BatchBuilder;
