@@ -264,6 +264,10 @@ async fn shard_main(
         .await
         .map_err(|e| format!("joining the shard mesh: {e}"))?;
     let id = senders.peer_id();
+    // Before this shard opens any segment: see settle_polled_io_probe.
+    crate::storage::segment::Segment::settle_polled_io_probe(&broker.data_dir(), id)
+        .await
+        .map_err(|e| format!("probing direct I/O in {}: {e}", broker.data_dir().display()))?;
     let shard = Shard::new(id, count, broker.clone(), senders, clean);
     for (_, receiver) in receivers.streams() {
         let shard = shard.clone();

@@ -105,6 +105,28 @@ impl Segment {
             .map_err(std::io::Error::from)
     }
 
+    /// Settles glommio's "does this device do polled I/O?" answer for the calling thread before
+    /// it opens any segment. glommio decides once per device and thread, on the first file
+    /// opened, by reading that file's first block through the polled ring. On an empty file (a
+    /// new segment) that read stops at end of file without reaching the device, so it
+    /// "succeeds": the device is taken for pollable and every later read of real data on a
+    /// device without poll queues (virtio, most cloud and SATA disks) fails with EOPNOTSUPP.
+    /// Opening a file that holds a block first makes the probe ask the device itself.
+    pub async fn settle_polled_io_probe(dir: &Path, shard: usize) -> std::io::Result<()> {
+        let path = dir.join(format!(".weir-io-probe-{shard}"));
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&path)?;
+            // A whole block at the largest logical block size, on disk (not delayed allocation).
+            file.write_all(&[0u8; 4096])?;
+            file.sync_all()?;
+        }
+        let opened = Self::open_file(&path).await;
+        let removed = std::fs::remove_file(&path);
+        opened?.close().await.map_err(std::io::Error::from)?;
+        removed
+    }
+
     pub fn assemble(
         base_offset: i64,
         path: PathBuf,
