@@ -485,6 +485,48 @@ fn keyed_records_land_on_murmur2_partitions_in_order_and_null_keys_spread() {
     );
 }
 
+/// Kafka refuses records without a key on compacted topics (INVALID_RECORD), whole batches at a
+/// time, compressed or not.
+#[test]
+fn compacted_topics_refuse_records_without_keys() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker, "compacted", 1, &[("cleanup.policy", "compact")]);
+    create_topic(&broker, "deleted", 1, &[]);
+    for codec in ["none", "zstd"] {
+        let producer = common::producer(
+            &broker,
+            &[
+                ("compression.codec", codec),
+                ("message.send.max.retries", "0"),
+            ],
+        );
+        let keyless = block(producer.send(
+            FutureRecord::<[u8], [u8]>::to("compacted").payload(&b"no key"[..]),
+            TIMEOUT,
+        ));
+        match keyless {
+            Err((KafkaError::MessageProduction(code), _)) => {
+                assert_eq!(code, RDKafkaErrorCode::InvalidRecord, "{codec}")
+            }
+            other => panic!("{codec}: a keyless record was not refused: {other:?}"),
+        }
+        let keyed = FutureRecord::to("compacted")
+            .key(&b"k"[..])
+            .payload(&b"kept"[..]);
+        send_all(&producer, vec![keyed]);
+        let elsewhere = FutureRecord::<[u8], [u8]>::to("deleted").payload(&b"fine"[..]);
+        send_all(&producer, vec![elsewhere]);
+    }
+    let seen = consume(&broker, "compacted", 1, Offset::Beginning, 2, &[]);
+    assert_eq!(
+        seen.iter().map(|s| s.offset).collect::<Vec<_>>(),
+        vec![0, 1],
+        "only the keyed records were stored"
+    );
+    assert!(seen.iter().all(|s| s.key.as_deref() == Some(&b"k"[..])));
+    assert_eq!(watermarks(&broker, "deleted", 0), (0, 2));
+}
+
 #[test]
 fn headers_nulls_empties_large_records_and_timestamps_survive() {
     let broker = Broker::start(&[]);
