@@ -8,7 +8,7 @@
 #   KafkaConsumer (assign, no group) — seek, seek_to_beginning, beginning/end_offsets,
 #   offsets_for_times.
 
-import time
+import os
 
 import kafka
 import kafka.errors as Errors
@@ -147,6 +147,15 @@ def test_create_refusals(admin):
     # The refused ones were not created; the duplicate still has its 2 partitions.
     assert not set(refused) & set(admin.list_topics())
     assert len(topic_partitions(admin, topic)) == 2
+
+
+def test_names_colliding_on_dots_and_underscores_are_refused(admin):
+    base = unique("kp-collide")
+    kp_create(admin, base + ".eu_west", 1)
+    for colliding in (base + "_eu_west", base + ".eu.west", base + "_eu.west"):
+        expect(create_error(admin, colliding), Errors.InvalidTopicError, colliding)
+    kp_create(admin, base + "-eu-west", 1)
+    assert base + "_eu_west" not in admin.list_topics()
 
 
 def test_validate_only_creates_nothing(admin):
@@ -498,6 +507,59 @@ def test_delete_records_moves_the_log_start(admin):
     producer.close()
     assert m.offset == 10
     assert [(r.offset, r.value) for r in kp_read(topic, 1, 1)] == [(10, b"after")]
+
+
+def test_compacted_topics_refuse_records_without_keys(admin):
+    topic = unique("kp-compacted")
+    kp_create(admin, topic, 1, {"cleanup.policy": "compact"})
+    producer = kp_producer(acks=1, retries=0, linger_ms=50, compression_type="gzip")
+    # One batch: a keyless record among keyed ones takes the whole batch down.
+    futures = [producer.send(topic, partition=0, key=b"a", value=b"1"),
+               producer.send(topic, partition=0, value=b"no key"),
+               producer.send(topic, partition=0, key=b"b", value=b"2")]
+    producer.flush()
+    for future in futures:
+        with pytest.raises(Errors.InvalidRecordError):
+            future.get(timeout=60)
+    [m] = send_all(producer, [dict(topic=topic, partition=0, key=b"a", value=b"kept")])
+    producer.close()
+    assert m.offset == 0
+    assert [(r.key, r.value) for r in kp_read(topic, 1, 1)] == [(b"a", b"kept")]
+
+
+def test_rolled_segments_are_read_searched_and_trimmed(admin):
+    # 1 MiB segments (the smallest Weir rolls at): ~4 MiB of lz4 batches spans four of them.
+    topic = unique("kp-segments")
+    kp_create(admin, topic, 1, {"segment.bytes": "1048576"})
+    base = now_ms() - 100000
+    count = 4000
+    producer = kp_producer(acks="all", compression_type="lz4", batch_size=64 * 1024,
+                           linger_ms=5)
+    values = [bytes([i % 256]) * 7 + os.urandom(993) for i in range(count)]
+    send_all(producer, [dict(topic=topic, partition=0, key=b"%d" % i, value=values[i],
+                             timestamp_ms=base + 10 * i) for i in range(count)])
+    producer.close()
+    for read in (kp_read, ck_read):
+        records = read(topic, 1, count)
+        assert [r.value for r in records] == values, read.__name__
+    tp = TopicPartition(topic, 0)
+    consumer = kafka.KafkaConsumer(bootstrap_servers=admin.config["bootstrap_servers"])
+    try:
+        for target, offset in ((base, 0), (base + 12345, 1235), (base + 29995, 3000),
+                               (base + 39990, 3999)):
+            found = consumer.offsets_for_times({tp: target})[tp]
+            assert (found.offset, found.timestamp) == (offset, base + 10 * offset), target
+        assert consumer.offsets_for_times({tp: base + 39991})[tp] is None
+        assert admin.delete_records({tp: 2500})[tp]["low_watermark"] == 2500
+        assert consumer.beginning_offsets([tp]) == {tp: 2500}
+        found = consumer.offsets_for_times({tp: base})[tp]
+        assert (found.offset, found.timestamp) == (2500, base + 25000), "deleted records skipped"
+    finally:
+        consumer.close()
+    for read in (kp_read, ck_read):
+        records = read(topic, 1, count - 2500)
+        assert [(r.offset, r.value) for r in records] == \
+            [(i, values[i]) for i in range(2500, count)], read.__name__
 
 
 def test_idempotent_producer_writes_each_record_once_in_order(admin):
