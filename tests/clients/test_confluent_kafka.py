@@ -1,11 +1,14 @@
 # confluent-kafka (librdkafka through Python) against a real Weir broker:
-#   AdminClient — create (partitions, configs, validate_only, duplicates), list, describe topics
-#   and the cluster, create partitions, describe / alter / incrementally alter configs, delete,
-#   delete_records, list_offsets;
-#   Producer — every codec x acks 0/1/all, idempotence, headers (null values too), timestamps;
+#   AdminClient — create (partitions, configs, validate_only, broker defaults; refused:
+#   duplicates, 0 partitions, replication 3), list, describe topics and the cluster, create
+#   partitions, describe / alter / incrementally alter configs (SET, DELETE, APPEND, SUBTRACT),
+#   delete, delete_records, list_offsets (earliest, latest, max timestamp, by timestamp);
+#   Producer — every codec x acks 0/1/all, idempotence, headers (null values too), timestamps,
+#   MSG_SIZE_TOO_LARGE, records above 1 MB with a topic override;
 #   Consumer — assign with explicit offsets (a group.id but no commits), seek, watermarks,
 #   offsets_for_times, LogAppendTime;
-#   cross-client — records produced by confluent-kafka read by kafka-python and the reverse.
+#   cross-client — records produced by confluent-kafka read by kafka-python and the reverse,
+#   with the same key placement.
 
 import confluent_kafka
 import kafka
@@ -269,8 +272,8 @@ def test_consumer_positions_watermarks_and_offsets_for_times(admin):
         assert (tail.offset(), tail.value()) == (20, b"tail")
     finally:
         consumer.close()
-    # kcat-style "from the beginning" on the other client agrees.
-    assert [r.value for r in kp_read(topic, 2, 21)][-1] == b"tail"
+    # kafka-python, from the beginning, sees the same 21 records.
+    assert [r.value for r in kp_read(topic, 2, 21)] == [b"%d" % i for i in range(20)] + [b"tail"]
 
 
 def test_delete_records_and_list_offsets(admin):
@@ -296,6 +299,40 @@ def test_delete_records_and_list_offsets(admin):
         assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT) == (7, 10)
     finally:
         consumer.close()
+
+
+def test_more_admin_paths(admin):
+    # Partition count and replication factor left to the broker (-1): num.partitions = 1.
+    topic = unique("ck-defaults")
+    admin.create_topics([NewTopic(topic)])[topic].result(timeout=TIMEOUT)
+    assert sorted(list_partitions(admin, topic)) == [0]
+    # The non-incremental AlterConfigs (deprecated in the client, still served).
+    resource = ConfigResource(ResourceType.TOPIC, topic, set_config={"retention.ms": "12345"})
+    with pytest.warns(DeprecationWarning):
+        futures = admin.alter_configs([resource])
+    futures[resource].result(timeout=TIMEOUT)
+    configs = topic_configs(admin, topic)
+    assert configs["retention.ms"].value == "12345"
+    assert set(configs["segment.bytes"].synonyms) == {"log.segment.bytes"}
+    # ListOffsets by timestamp; DeleteRecords past the high watermark is out of range.
+    ck_produce_all(ck_producer(), [dict(topic=topic, value=b"%d" % i,
+                                        timestamp=1_700_000_000_000 + 10 * i) for i in range(10)])
+    tp = TopicPartition(topic, 0)
+    offsets = admin.list_offsets({tp: OffsetSpec.for_timestamp(1_700_000_000_035)})
+    assert offsets[tp].result(timeout=TIMEOUT).offset == 4
+    futures = admin.delete_records([TopicPartition(topic, 0, 11)])
+    assert error_code_of(list(futures.values())[0]) == KafkaError.OFFSET_OUT_OF_RANGE
+
+
+def test_records_above_one_megabyte_with_a_topic_override(admin):
+    topic = unique("ck-big")
+    ck_create(admin, topic, 1, {"max.message.bytes": "3000000"})
+    value = bytes(range(256)) * 9766  # 2.5 MB, in one batch larger than any fetch limit
+    ck_produce_all(ck_producer(**{"message.max.bytes": 4000000}),
+                   [dict(topic=topic, partition=0, value=value)])
+    for read in (ck_read, kp_read):
+        [record] = read(topic, 1, 1)
+        assert record.value == value, read.__name__
 
 
 def test_log_append_time_topic(admin):

@@ -1,14 +1,18 @@
 # kafka-python (2.x) against a real Weir broker:
-#   KafkaAdminClient — create (partitions, configs, validate_only, duplicates, bad counts), list,
+#   KafkaAdminClient — create (partitions, replica assignments, configs, validate_only; refused:
+#   duplicates, bad counts/replication/assignments/configs/names, '.'/'_' collisions), list,
 #   describe, delete and recreate, grow partitions (shrinking refused), describe/alter topic and
 #   broker configs with Kafka's names and defaults, delete_records;
 #   KafkaProducer — acks 0/1/all x every codec, read back by kafka-python AND confluent-kafka;
 #   murmur2 key placement checked against an independent murmur2; null vs empty keys and values;
-#   headers; CreateTime and LogAppendTime timestamps; idempotence; max.message.bytes boundaries;
-#   KafkaConsumer (assign, no group) — seek, seek_to_beginning, beginning/end_offsets,
-#   offsets_for_times.
+#   headers; CreateTime and LogAppendTime timestamps; idempotence; max.message.bytes to the
+#   byte; keyless records refused on compacted topics;
+#   KafkaConsumer (assign, no group) — seek, seek_to_beginning/end, beginning/end_offsets,
+#   offsets_for_times (out-of-order timestamps too), out-of-range resets, tiny fetch limits,
+#   long polls woken by appends, reading across rolled segments.
 
 import os
+import time
 
 import kafka
 import kafka.errors as Errors
@@ -68,9 +72,11 @@ def controller_error(call):
     return Errors.NoError
 
 
-def create_error(admin, topic, partitions=1, replication=1, configs=None, validate_only=False):
+def create_error(admin, topic, partitions=1, replication=1, configs=None, validate_only=False,
+                 replica_assignments=None):
     return controller_error(lambda: admin.create_topics(
-        [NewTopic(topic, partitions, replication, topic_configs=configs or {})],
+        [NewTopic(topic, partitions, replication, topic_configs=configs or {},
+                  replica_assignments=replica_assignments or {})],
         validate_only=validate_only))
 
 
@@ -79,14 +85,13 @@ def expect(actual, expected, what):
                                                            actual.__name__)
 
 
-def sent_records(topic, count, partitions=None, key=True):
+def sent_records(topic, count, partitions=None):
     """Distinct keyed records with headers, as KafkaProducer.send kwargs."""
     out = []
     for i in range(count):
-        kwargs = dict(topic=topic, value=b"value-%05d-" % i + bytes([i % 256]) * (i % 7),
+        kwargs = dict(topic=topic, key=b"key-%d" % i,
+                      value=b"value-%05d-" % i + bytes([i % 256]) * (i % 7),
                       headers=[("seq", b"%d" % i), ("bin", bytes([0, 255, i % 256]))])
-        if key:
-            kwargs["key"] = b"key-%d" % i
         if partitions is not None:
             kwargs["partition"] = i % partitions
         out.append(kwargs)
@@ -139,6 +144,9 @@ def test_create_refusals(admin):
                               Errors.InvalidConfigurationError),
         unique("kp-unknowncfg"): (dict(configs={"no.such.config": "1"}),
                                   Errors.InvalidConfigurationError),
+        unique("kp-badassign"): (dict(partitions=-1, replication=-1,
+                                      replica_assignments={0: [1], 1: [2]}),
+                                 Errors.InvalidReplicationAssignmentError),
         "kp-bad/name": (dict(), Errors.InvalidTopicError),
         "kp-" + "x" * 250: (dict(), Errors.InvalidTopicError),
     }
@@ -167,6 +175,11 @@ def test_validate_only_creates_nothing(admin):
     # It really was only validated: creating it for real now succeeds, with 4 partitions.
     kp_create(admin, topic, 4)
     assert len(topic_partitions(admin, topic)) == 4
+    # Explicit replica assignments decide the partition count.
+    assigned = unique("kp-assigned")
+    expect(create_error(admin, assigned, -1, -1, replica_assignments={0: [1], 1: [1], 2: [1]}),
+           Errors.NoError, "create with assignments")
+    assert len(topic_partitions(admin, assigned)) == 3
 
 
 def test_delete_then_recreate_is_empty(admin):
@@ -214,18 +227,26 @@ def test_partitions_grow_but_never_shrink(admin):
     expect(controller_error(lambda: admin.create_partitions({topic: NewPartitions(8)},
                                                             validate_only=True)),
            Errors.NoError, "validate_only growth")
+    expect(controller_error(lambda: admin.create_partitions(
+        {topic: NewPartitions(6, new_assignments=[[2]])})),
+        Errors.InvalidReplicationAssignmentError, "a new partition on broker 2")
     expect(controller_error(lambda: admin.create_partitions({unique("kp-nosuch"):
                                                              NewPartitions(3)})),
            Errors.UnknownTopicOrPartitionError, "growing an unknown topic")
     assert len(topic_partitions(admin, topic)) == 5
+    # With explicit replica assignments for the new ones.
+    expect(controller_error(lambda: admin.create_partitions(
+        {topic: NewPartitions(7, new_assignments=[[NODE_ID], [NODE_ID]])})),
+        Errors.NoError, "growing to 7 with assignments")
+    assert len(topic_partitions(admin, topic)) == 7
     # The new partitions take records.
     producer = kp_producer(acks="all")
     metadata = send_all(producer, [dict(topic=topic, partition=p, value=b"p%d" % p)
-                                   for p in range(5)])
+                                   for p in range(7)])
     producer.close()
-    assert [(m.partition, m.offset) for m in metadata] == [(p, 0) for p in range(5)]
-    assert sorted((r.partition, r.value) for r in kp_read(topic, 5, 5)) == [
-        (p, b"p%d" % p) for p in range(5)]
+    assert [(m.partition, m.offset) for m in metadata] == [(p, 0) for p in range(7)]
+    assert sorted((r.partition, r.value) for r in kp_read(topic, 7, 7)) == [
+        (p, b"p%d" % p) for p in range(7)]
 
 
 def test_topic_configs_use_kafkas_names_and_defaults(admin):
@@ -473,6 +494,98 @@ def test_seek_offsets_for_times_and_watermarks(admin):
         assert consumer.position(tp0) == 0
     finally:
         consumer.close()
+
+
+def test_offsets_for_times_with_out_of_order_timestamps(admin):
+    # CreateTime need not increase: the answer is the first offset whose timestamp is >= the
+    # target, as Kafka's time index search gives.
+    topic = unique("kp-unordered")
+    kp_create(admin, topic, 1)
+    base = now_ms() - 60000
+    stamps = [base + 100, base + 50, base + 200, base + 150]
+    producer = kp_producer(acks=1, linger_ms=20)
+    send_all(producer, [dict(topic=topic, partition=0, value=b"%d" % i, timestamp_ms=t)
+                        for i, t in enumerate(stamps)])
+    producer.close()
+    tp = TopicPartition(topic, 0)
+    consumer = kafka.KafkaConsumer(bootstrap_servers=admin.config["bootstrap_servers"])
+    try:
+        for target, expected in ((base + 60, (0, base + 100)), (base + 120, (2, base + 200)),
+                                 (base + 160, (2, base + 200)), (base + 200, (2, base + 200))):
+            found = consumer.offsets_for_times({tp: target})[tp]
+            assert (found.offset, found.timestamp) == expected, target - base
+        assert consumer.offsets_for_times({tp: base + 201})[tp] is None
+    finally:
+        consumer.close()
+
+
+def test_out_of_range_positions_reset_by_policy(admin):
+    topic = unique("kp-reset")
+    kp_create(admin, topic, 1)
+    producer = kp_producer(acks=1)
+    send_all(producer, [dict(topic=topic, partition=0, value=b"%d" % i) for i in range(10)])
+    producer.close()
+    tp = TopicPartition(topic, 0)
+    admin.delete_records({tp: 3})
+    cases = (("earliest", 5000, range(3, 10)), ("latest", 5000, []),
+             ("earliest", 1, range(3, 10)))
+    for policy, start, expected in cases:
+        consumer = kafka.KafkaConsumer(bootstrap_servers=admin.config["bootstrap_servers"],
+                                       auto_offset_reset=policy, enable_auto_commit=False)
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            records = []
+
+            def drained():
+                records.extend(m for batch in consumer.poll(100).values() for m in batch)
+                return consumer.position(tp) == 10
+
+            wait_for(drained, "the %s reset from offset %d" % (policy, start))
+            assert [r.offset for r in records] == list(expected), (policy, start)
+        finally:
+            consumer.close()
+
+
+def test_tiny_fetch_limits_still_make_progress(admin):
+    # Fetches smaller than a batch return one whole batch at a time (KIP-74).
+    topic = unique("kp-tinyfetch")
+    kp_create(admin, topic, 2)
+    producer = kp_producer(acks=1, batch_size=300, linger_ms=2)
+    send_all(producer, [dict(topic=topic, partition=i % 2, value=b"%04d" % i + b"x" * 60)
+                        for i in range(300)])
+    producer.close()
+    records = kp_read(topic, 2, 300, max_partition_fetch_bytes=64, fetch_max_bytes=100)
+    for p, recs in by_partition(records).items():
+        assert [r.value[:4] for r in recs] == [b"%04d" % i for i in range(p, 300, 2)]
+    records = ck_read(topic, 2, 300, **{"fetch.message.max.bytes": 64,
+                                        "fetch.max.bytes": 1000, "message.max.bytes": 1000})
+    assert len(by_partition(records)[0]) == 150
+
+
+def test_long_poll_waits_for_min_bytes_and_wakes_for_new_records(admin):
+    topic = unique("kp-longpoll")
+    kp_create(admin, topic, 2)
+    producer = kp_producer(acks=1)
+    consumer = kafka.KafkaConsumer(bootstrap_servers=admin.config["bootstrap_servers"],
+                                   enable_auto_commit=False, fetch_max_wait_ms=5000)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(2)]
+        consumer.assign(tps)
+        consumer.seek_to_end()
+        assert consumer.poll(300) == {}
+        for p in (1, 0, 1):
+            started = time.monotonic()
+            [m] = send_all(producer, [dict(topic=topic, partition=p, value=b"now")])
+            records = wait_for(lambda: [r for b in consumer.poll(50).values() for r in b],
+                               "the new record", timeout=10)
+            waited = time.monotonic() - started
+            assert [(r.partition, r.offset) for r in records] == [(p, m.offset)]
+            # A parked fetch (max wait 5 s) is woken by the append, not by its timer.
+            assert waited < 2.5, waited
+    finally:
+        consumer.close()
+        producer.close()
 
 
 def test_delete_records_moves_the_log_start(admin):
