@@ -272,7 +272,8 @@ def ck_read(topic, partitions, count, start=None, exact=True, **config):
                     confluent_kafka.TopicPartition(topic, p), timeout=10)
                 held += high - begin.get(p, low)
             assert len(records) == count == held, (
-                "read %d records, expected %d; the partitions hold %d" % (len(records), count, held))
+                "read %d records, expected %d; the partitions hold %d"
+                % (len(records), count, held))
         return records
     finally:
         consumer.close()

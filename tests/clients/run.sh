@@ -24,7 +24,8 @@ die() {
 for tool in python3 kcat curl; do
   command -v "$tool" >/dev/null || die "$tool is missing (tests/run.sh installs it)"
 done
-python3 -c 'import venv, ensurepip' 2>/dev/null || die "python3-venv is missing (apt-get install python3-venv)"
+python3 -c 'import venv, ensurepip' 2>/dev/null ||
+  die "python3-venv is missing (apt-get install python3-venv)"
 
 # --- Python clients ---------------------------------------------------------------------------
 venv="$root/target/pyenv"
@@ -53,7 +54,11 @@ if [ ! -x target/debug/weir ]; then
 fi
 
 free_port() {
-  "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  "$venv/bin/python" -c '
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 mkdir -p target/test-data
