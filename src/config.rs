@@ -132,7 +132,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic_config!("cleanup.policy", "log.cleanup.policy", List, "delete", cleanup_policy,
         "delete: drop old segments by retention; compact: keep the latest record per key."),
     topic_config!("compression.type", "compression.type", String, "producer", compression_type,
-        "Codec of stored batches; 'producer' keeps what the producer sent (Weir never re-encodes)."),
+        "Accepted for compatibility; Weir stores batches as the producer compressed them (it never re-encodes)."),
     topic_config!("delete.retention.ms", "log.cleaner.delete.retention.ms", Long, "86400000", non_negative,
         "How long tombstones are kept in compacted topics."),
     topic_config!("file.delete.delay.ms", "log.segment.delete.delay.ms", Long, "60000", non_negative,

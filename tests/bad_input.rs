@@ -160,7 +160,7 @@ fn corrupt_batches_get_corrupt_message_and_are_not_stored() {
     ];
     for (what, records, expected) in cases {
         let response: ProduceResponse = raw
-            .request(0, 8, &produce(Bytes::from(records)), false)
+            .try_request(0, 8, &produce(Bytes::from(records)))
             .expect("a produce response");
         let partition = &response.responses[0].partition_responses[0];
         assert_eq!(
@@ -174,7 +174,7 @@ fn corrupt_batches_get_corrupt_message_and_are_not_stored() {
             "{what}: v8 responses say why"
         );
     }
-    let response: ProduceResponse = raw.request(0, 8, &produce(good), false).unwrap();
+    let response: ProduceResponse = raw.try_request(0, 8, &produce(good)).unwrap();
     let partition = &response.responses[0].partition_responses[0];
     assert_eq!(
         (partition.error_code, partition.base_offset),
@@ -206,7 +206,7 @@ fn metadata_for_a_bad_topic_name_is_an_error_not_a_topic() {
         ..Default::default()
     };
     let response: weir::protocol::messages::MetadataResponse =
-        raw.request(3, 4, &request, false).unwrap();
+        raw.try_request(3, 4, &request).unwrap();
     assert_eq!(
         response.topics[0].error_code,
         ErrorCode::InvalidTopicException.code()

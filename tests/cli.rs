@@ -612,7 +612,7 @@ fn large_inputs_are_batched_and_large_records_fetched_whole() {
         .collect();
     let report = weir_with_input(
         &broker,
-        &["produce", "bulk", "-z", "lz4", "--acks", "1"],
+        &["produce", "bulk", "-z", "lz4", "--acks", "all"],
         &input,
     )
     .ok();

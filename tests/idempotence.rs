@@ -53,7 +53,7 @@ fn produce(raw: &mut Raw, topic: &str, records: Bytes) -> (i16, i64) {
         }],
         ..Default::default()
     };
-    let response: ProduceResponse = raw.request(0, 9, &request, true).expect("produce response");
+    let response: ProduceResponse = raw.try_request(0, 9, &request).expect("produce response");
     let partition = &response.responses[0].partition_responses[0];
     (partition.error_code, partition.base_offset)
 }
@@ -67,7 +67,7 @@ fn init_producer_id(raw: &mut Raw) -> i64 {
         ..Default::default()
     };
     let response: InitProducerIdResponse = raw
-        .request(22, 2, &request, true)
+        .try_request(22, 2, &request)
         .expect("InitProducerId response");
     assert_eq!(response.error_code, 0);
     assert_eq!(response.producer_epoch, 0);

@@ -379,6 +379,48 @@ fn every_codec_and_acks_level_round_trips() {
     }
 }
 
+/// With Weir's cache off every fetch reads segment files (O_DIRECT through glommio). On a fresh
+/// data directory those reads failed with EOPNOTSUPP on devices without polled I/O (glommio
+/// took the device for pollable after probing an empty new segment), which failed the partition.
+#[test]
+fn records_are_read_back_from_disk_with_the_cache_off() {
+    let broker = Broker::start(&["weir.cache.bytes=0"]);
+    create_topic(&broker, "uncached", 2, &[("segment.bytes", "1048576")]);
+    let producer = common::producer(&broker, &[("linger.ms", "5")]);
+    let payloads: Vec<Vec<u8>> = (0..3000)
+        .map(|i| format!("record {i:05} {}", "x".repeat(1000)).into_bytes())
+        .collect();
+    let records = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            FutureRecord::to("uncached")
+                .partition(i as i32 % 2)
+                .payload(&p[..])
+        })
+        .collect();
+    send_all(&producer, records);
+    let seen = consume(&broker, "uncached", 2, Offset::Beginning, 3000, &[]);
+    assert_eq!(seen.len(), 3000);
+    for partition in 0..2 {
+        let values: Vec<&Vec<u8>> = seen
+            .iter()
+            .filter(|s| s.partition == partition)
+            .map(|s| s.value.as_ref().unwrap())
+            .collect();
+        let expected: Vec<&Vec<u8>> = payloads
+            .iter()
+            .skip(partition as usize)
+            .step_by(2)
+            .collect();
+        assert!(
+            values == expected,
+            "partition {partition} read back differently"
+        );
+    }
+    assert!(!broker.log().contains("storage error"), "{}", broker.log());
+}
+
 #[test]
 fn keyed_records_land_on_murmur2_partitions_in_order_and_null_keys_spread() {
     let broker = Broker::start(&[]);
@@ -441,6 +483,48 @@ fn keyed_records_land_on_murmur2_partitions_in_order_and_null_keys_spread() {
         partitions.len() > 3,
         "null keys spread over partitions: {partitions:?}"
     );
+}
+
+/// Kafka refuses records without a key on compacted topics (INVALID_RECORD), whole batches at a
+/// time, compressed or not.
+#[test]
+fn compacted_topics_refuse_records_without_keys() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker, "compacted", 1, &[("cleanup.policy", "compact")]);
+    create_topic(&broker, "deleted", 1, &[]);
+    for codec in ["none", "zstd"] {
+        let producer = common::producer(
+            &broker,
+            &[
+                ("compression.codec", codec),
+                ("message.send.max.retries", "0"),
+            ],
+        );
+        let keyless = block(producer.send(
+            FutureRecord::<[u8], [u8]>::to("compacted").payload(&b"no key"[..]),
+            TIMEOUT,
+        ));
+        match keyless {
+            Err((KafkaError::MessageProduction(code), _)) => {
+                assert_eq!(code, RDKafkaErrorCode::InvalidRecord, "{codec}")
+            }
+            other => panic!("{codec}: a keyless record was not refused: {other:?}"),
+        }
+        let keyed = FutureRecord::to("compacted")
+            .key(&b"k"[..])
+            .payload(&b"kept"[..]);
+        send_all(&producer, vec![keyed]);
+        let elsewhere = FutureRecord::<[u8], [u8]>::to("deleted").payload(&b"fine"[..]);
+        send_all(&producer, vec![elsewhere]);
+    }
+    let seen = consume(&broker, "compacted", 1, Offset::Beginning, 2, &[]);
+    assert_eq!(
+        seen.iter().map(|s| s.offset).collect::<Vec<_>>(),
+        vec![0, 1],
+        "only the keyed records were stored"
+    );
+    assert!(seen.iter().all(|s| s.key.as_deref() == Some(&b"k"[..])));
+    assert_eq!(watermarks(&broker, "deleted", 0), (0, 2));
 }
 
 #[test]

@@ -60,13 +60,20 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
                     Some(topic) => {
                         describe_topic(&image, topic, body.include_topic_authorized_operations)
                     }
-                    None => missing_topic(Some(name.clone()), Uuid::ZERO, topic_error(name)),
+                    // Kafka fills in the operations for unknown names too; only unknown
+                    // topic ids keep the "omitted" marker.
+                    None => missing_topic(
+                        Some(name.clone()),
+                        Uuid::ZERO,
+                        topic_error(name),
+                        body.include_topic_authorized_operations,
+                    ),
                 },
                 (None, id) => match image.topic_by_id(&id) {
                     Some(topic) => {
                         describe_topic(&image, topic, body.include_topic_authorized_operations)
                     }
-                    None => missing_topic(None, id, ErrorCode::UnknownTopicId),
+                    None => missing_topic(None, id, ErrorCode::UnknownTopicId, false),
                 },
             })
             .collect()
@@ -104,12 +111,17 @@ fn topic_error(name: &str) -> ErrorCode {
     }
 }
 
-fn missing_topic(name: Option<String>, topic_id: Uuid, error: ErrorCode) -> MetadataResponseTopic {
+fn missing_topic(
+    name: Option<String>,
+    topic_id: Uuid,
+    error: ErrorCode,
+    include_operations: bool,
+) -> MetadataResponseTopic {
     MetadataResponseTopic {
         error_code: error.code(),
         name,
         topic_id,
-        topic_authorized_operations: AUTHORIZED_OPERATIONS_OMITTED,
+        topic_authorized_operations: authorized_operations(include_operations),
         ..Default::default()
     }
 }
@@ -139,11 +151,18 @@ fn describe_topic(
         topic_id: topic.id,
         is_internal: topic.is_internal(),
         partitions,
-        topic_authorized_operations: if include_operations {
-            TOPIC_AUTHORIZED_OPERATIONS
-        } else {
-            AUTHORIZED_OPERATIONS_OMITTED
-        },
+        topic_authorized_operations: authorized_operations(include_operations),
         ..Default::default()
+    }
+}
+
+/// A topic's authorized operations as Kafka without an authorizer reports them: every topic
+/// operation when asked (for existing topics and unknown names alike; kafka-python decodes
+/// the field of every topic and fails on the "omitted" value), else the omitted marker.
+fn authorized_operations(include_operations: bool) -> i32 {
+    if include_operations {
+        TOPIC_AUTHORIZED_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
     }
 }

@@ -68,6 +68,23 @@ pub enum ConfigOp {
     Subtract(String),
 }
 
+/// An existing topic whose name equals `name` once '.' and '_' are unified, as Kafka refuses
+/// (the two would share metric names).
+fn colliding_topic<'a>(image: &'a MetadataImage, name: &str) -> Option<&'a str> {
+    if !name.contains(['.', '_']) {
+        return None;
+    }
+    let unified = |n: &str| n.replace('.', "_");
+    let target = unified(name);
+    image
+        .topics
+        .keys()
+        .map(|existing| &**existing)
+        .find(|existing| {
+            *existing != name && existing.len() == name.len() && unified(existing) == target
+        })
+}
+
 /// Plans the records creating a topic.
 pub fn plan_create_topic(
     image: &MetadataImage,
@@ -80,6 +97,15 @@ pub fn plan_create_topic(
         return Err(ApiError::new(
             ErrorCode::TopicAlreadyExists,
             format!("Topic '{}' already exists.", spec.name),
+        ));
+    }
+    if let Some(existing) = colliding_topic(image, &spec.name) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTopicException,
+            format!(
+                "Topic '{}' collides with existing topic: {existing}",
+                spec.name
+            ),
         ));
     }
     let partitions = if !spec.assignments.is_empty() {
@@ -642,6 +668,38 @@ mod tests {
             image.apply(r);
         }
         image
+    }
+
+    #[test]
+    fn names_colliding_once_dots_and_underscores_are_unified_are_refused() {
+        let image = image_with_topic("orders.eu_west", 1);
+        let broker = BrokerConfig::default();
+        let spec = |name: &str| CreateTopicSpec {
+            name: name.into(),
+            num_partitions: 1,
+            replication_factor: -1,
+            ..Default::default()
+        };
+        for colliding in ["orders_eu_west", "orders.eu.west", "orders_eu.west"] {
+            let error = plan_create_topic(&image, &broker, &spec(colliding)).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidTopicException, "{colliding}");
+            assert_eq!(
+                error.message,
+                format!("Topic '{colliding}' collides with existing topic: orders.eu_west")
+            );
+        }
+        assert_eq!(
+            plan_create_topic(&image, &broker, &spec("orders.eu_west"))
+                .unwrap_err()
+                .code,
+            ErrorCode::TopicAlreadyExists
+        );
+        for fine in ["orders-eu-west", "orders.eu_wes", "orders.eu_west2"] {
+            assert!(
+                plan_create_topic(&image, &broker, &spec(fine)).is_ok(),
+                "{fine}"
+            );
+        }
     }
 
     #[test]

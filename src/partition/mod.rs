@@ -283,6 +283,9 @@ impl Partition {
                 ),
             ));
         }
+        if config.cleanup_compact {
+            self.require_keys(&batch_bytes)?;
+        }
         if !config.log_append_time {
             let now = crate::event::now_ms();
             if header.max_timestamp > now.saturating_add(config.timestamp_after_max_ms)
@@ -295,6 +298,25 @@ impl Partition {
             }
         }
         Ok((header, batch_bytes))
+    }
+
+    /// Kafka's rule for compacted topics: every record has a key (compaction keeps the last
+    /// record per key). The only produce check that opens the records, so only compacted topics
+    /// pay for decompressing them.
+    fn require_keys(&self, batch: &Bytes) -> Result<(), PartitionError> {
+        let records = crate::records::record::records(batch, 64 << 20).map_err(batch_error)?;
+        for record in records {
+            if record.map_err(batch_error)?.key.is_none() {
+                return Err(PartitionError::new(
+                    ErrorCode::InvalidRecord,
+                    format!(
+                        "Compacted topic cannot accept message without key in topic partition {}-{}.",
+                        self.topic, self.index
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn fail(&self, error: std::io::Error) -> PartitionError {
