@@ -22,6 +22,11 @@ struct Cli {
 enum Command {
     /// Run a broker (Ctrl-C or SIGTERM shuts it down cleanly).
     Start(StartArgs),
+    /// Benchmarks: load through librdkafka beside the machine's ceilings.
+    Bench {
+        #[command(subcommand)]
+        command: weir::bench::BenchCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Start(args) => broker_config(&args).and_then(weir::broker::run),
+        Command::Bench { command } => weir::bench::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
