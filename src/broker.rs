@@ -264,6 +264,10 @@ async fn shard_main(
         .await
         .map_err(|e| format!("joining the shard mesh: {e}"))?;
     let id = senders.peer_id();
+    // Before this thread opens any segment (see the function's doc: EOPNOTSUPP on reads).
+    crate::storage::segment::probe_direct_io_device(&broker.data_dir(), id)
+        .await
+        .map_err(|e| format!("probing direct I/O in {}: {e}", broker.data_dir().display()))?;
     let shard = Shard::new(id, count, broker.clone(), senders, clean);
     for (_, receiver) in receivers.streams() {
         let shard = shard.clone();

@@ -348,6 +348,36 @@ pub fn write_file_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Makes glommio's poll-ring probe for the device under `dir` reach the device.
+///
+/// The first time a thread opens a `DmaFile` on a block device, glommio decides whether the
+/// device supports polled I/O (io_uring IOPOLL) by reading the file's first block through the
+/// poll ring, and remembers the answer for that thread and device. On an empty file that read
+/// ends at EOF before any request reaches the device and succeeds, so a device without poll
+/// queues (virtio-blk, NVMe without `poll_queues`, SATA) is taken as pollable, and every later
+/// O_DIRECT read of real data on that thread fails with EOPNOTSUPP (os error 95). A fresh data
+/// directory's first files are always empty (metadata log, new segments). Opening a file with
+/// one written block first makes the probe decide on a real read. Call on each shard thread
+/// before it opens any segment; `shard` keeps the probe files of shards apart.
+pub async fn probe_direct_io_device(dir: &Path, shard: usize) -> std::io::Result<()> {
+    const PROBE_BYTES: usize = 4096;
+    let path = dir.join(format!(".weir-dma-probe-{shard}"));
+    let written = path.clone();
+    blocking(move || {
+        std::fs::write(&written, [0x5a; PROBE_BYTES])?;
+        std::fs::File::open(&written)?.sync_all()
+    })
+    .await?;
+    let opened = OpenOptions::new().read(true).dma_open(&path).await;
+    let removed = std::fs::remove_file(&path);
+    opened
+        .map_err(std::io::Error::from)?
+        .close()
+        .await
+        .map_err(std::io::Error::from)?;
+    removed
+}
+
 /// fsyncs a directory so entries created or renamed in it survive a crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -367,5 +397,47 @@ mod tests {
         assert_eq!(parse_file_name("00000000000000000123.index", "log"), None);
         assert_eq!(parse_file_name("123.log", "log"), None);
         assert_eq!(parse_file_name("0000000000000000012x.log", "log"), None);
+    }
+}
+
+#[cfg(test)]
+mod dma_probe_tests {
+    use super::*;
+
+    #[test]
+    fn given_an_empty_first_dma_file_on_a_thread_when_reading_written_data_should_succeed() {
+        let dir = crate::testing::data_dir();
+        let path = dir.path().to_path_buf();
+        // A thread of its own: glommio remembers the probe per thread and device.
+        let bytes = std::thread::spawn(move || {
+            crate::testing::run_local(async move {
+                probe_direct_io_device(&path, 0).await?;
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .dma_open(path.join("empty.log"))
+                    .await?;
+                let alignment = file.alignment() as usize;
+                let mut buffer = file.alloc_dma_buffer(alignment);
+                buffer.as_bytes_mut().fill(7);
+                file.write_at(buffer, 0).await?;
+                file.fdatasync().await?;
+                let read = file.read_at(0, alignment).await?;
+                Ok::<_, std::io::Error>(read.to_vec())
+            })
+        })
+        .join()
+        .expect("test thread")
+        .expect("O_DIRECT read back (EOPNOTSUPP: the poll-ring probe was fooled)");
+        assert!(!bytes.is_empty() && bytes.iter().all(|&b| b == 7));
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("probe")),
+            "probe file left behind"
+        );
     }
 }
