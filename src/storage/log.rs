@@ -539,11 +539,13 @@ impl Log {
                 return Ok(bytes);
             }
             match complete {
-                // A batch larger than the read: read again, big enough.
-                Needs::LargerRead if plan.length < segment::MAX_BATCH_BYTES => {
+                // The first batch to return ends past the read: read exactly that batch.
+                Needs::LargerRead { skip } if plan.length < segment::MAX_BATCH_BYTES => {
                     drop(log);
+                    let position = plan.position + skip as u64;
                     let bigger =
-                        read_exact_batch(&plan, offset, max_bytes, upper_bound, min_one).await?;
+                        read_exact_batch(&plan, position, offset, max_bytes, upper_bound, min_one)
+                            .await?;
                     return Ok(bigger);
                 }
                 _ => next_segment_from = Some(plan.segment_base),
@@ -905,8 +907,11 @@ struct DiskRead {
 }
 
 enum Needs {
-    /// The buffer ended inside the first batch: a larger read is needed.
-    LargerRead,
+    /// The buffer ended inside the first batch to return, which starts `skip` bytes into the
+    /// buffer (after batches below the offset): a read of that batch is needed.
+    LargerRead {
+        skip: usize,
+    },
     Done,
 }
 
@@ -936,13 +941,13 @@ fn collect_batches(
             break;
         }
         if cursor + total > data.len() {
-            if start.is_none() {
-                return Ok((Bytes::new(), Needs::LargerRead));
+            if start.is_none() && header.last_offset() >= offset {
+                return Ok((Bytes::new(), Needs::LargerRead { skip: cursor }));
             }
             break;
         }
         if header.last_offset() >= offset {
-            let taken = end - start.unwrap_or(cursor);
+            let taken = start.map_or(0, |start| end - start);
             if taken + total > max_bytes && !(start.is_none() && min_one) {
                 break;
             }
@@ -965,8 +970,10 @@ fn collect_batches(
     }
 }
 
+/// Reads the one batch that starts at file `position` of the plan's segment.
 async fn read_exact_batch(
     plan: &DiskRead,
+    position: u64,
     offset: i64,
     max_bytes: usize,
     upper_bound: i64,
@@ -974,7 +981,7 @@ async fn read_exact_batch(
 ) -> Result<Bytes, ReadError> {
     let header_bytes = plan
         .file
-        .read_at(plan.position, batch::BATCH_HEADER_LEN)
+        .read_at(position, batch::BATCH_HEADER_LEN)
         .await
         .map_err(std::io::Error::from)?;
     let header =
@@ -982,7 +989,7 @@ async fn read_exact_batch(
     let length = header.total_size().min(segment::MAX_BATCH_BYTES);
     let data = plan
         .file
-        .read_at(plan.position, length)
+        .read_at(position, length)
         .await
         .map_err(std::io::Error::from)?;
     let (bytes, _) = collect_batches(&data, offset, max_bytes, upper_bound, min_one, true)?;
@@ -1032,4 +1039,94 @@ pub fn remove_segment_files(log_path: &Path) {
     let _ = std::fs::remove_file(log_path);
     let _ = std::fs::remove_file(log_path.with_extension("index"));
     let _ = std::fs::remove_file(log_path.with_extension("timeindex"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::builder::BatchBuilder;
+    use crate::records::compression::Compression;
+    use crate::testing::run_local;
+
+    /// A batch of `records` 1 KiB records.
+    fn batch_of(records: usize) -> (BatchHeader, Bytes) {
+        let now = crate::event::now_ms();
+        let mut builder = BatchBuilder::new(Compression::None, 0, now);
+        let value = vec![0xabu8; 1024];
+        for index in 0..records {
+            builder.append(now + index as i64, None, Some(&value), &[]);
+        }
+        let bytes = builder.build().unwrap();
+        (batch::validate(&bytes).unwrap(), bytes)
+    }
+
+    /// Appends batches of the given record counts, flushes them durably, and empties the cache,
+    /// so every read goes to the disk.
+    async fn cold_log(dir: &Path, sizes: &[usize]) -> RefCell<Log> {
+        std::fs::create_dir_all(dir).unwrap();
+        segment::probe_direct_io_device(dir, 0).await.unwrap();
+        let (log, _) = Log::open(
+            dir,
+            TopicConfig::default(),
+            LogOptions::default(),
+            true,
+            crate::event::now_ms(),
+        )
+        .await
+        .unwrap();
+        let log = RefCell::new(log);
+        for &records in sizes {
+            let (header, bytes) = batch_of(records);
+            log.borrow_mut().append(&header, &bytes, 0, None);
+        }
+        Log::flush(&log, true, crate::event::now_ms())
+            .await
+            .unwrap();
+        log.borrow_mut().set_cache_limit(0);
+        log
+    }
+
+    /// Reads like a consumer: from `offset`, the next fetch starts after the last batch read.
+    async fn read_all(log: &RefCell<Log>, max_bytes: usize) -> Vec<i64> {
+        let end = log.borrow().log_end_offset;
+        let mut offset = 0;
+        let mut bases = Vec::new();
+        while offset < end {
+            let bytes = Log::read(log, offset, max_bytes, end, true).await.unwrap();
+            assert!(!bytes.is_empty(), "empty read at offset {offset} of {end}");
+            for item in batch::split(&bytes) {
+                let (header, _) = item.unwrap();
+                bases.push(header.base_offset);
+                offset = header.last_offset() + 1;
+            }
+        }
+        bases
+    }
+
+    #[test]
+    fn given_a_cold_log_when_reading_sequentially_should_return_every_batch() {
+        let dir = crate::testing::data_dir();
+        let path = dir.path().join("t-0");
+        run_local(async move {
+            // Batches of 100-900 KiB: windows of the 1 MiB read-ahead end inside batches.
+            let sizes: Vec<usize> = (0..40).map(|i| 100 + (i * 263) % 800).collect();
+            let log = cold_log(&path, &sizes).await;
+            let bases = read_all(&log, 1 << 20).await;
+            assert_eq!(bases.len(), sizes.len());
+        });
+    }
+
+    #[test]
+    fn given_small_batches_and_small_fetches_when_reading_cold_should_return_every_batch() {
+        let dir = crate::testing::data_dir();
+        let path = dir.path().join("t-1");
+        run_local(async move {
+            // Several batches per index interval; fetches of a few batches from the read-ahead.
+            let sizes: Vec<usize> = (0..3000).map(|i| 1 + i % 3).collect();
+            let log = cold_log(&path, &sizes).await;
+            let bases = read_all(&log, 10 << 10).await;
+            assert_eq!(bases.len(), sizes.len());
+            assert!(bases.windows(2).all(|w| w[0] < w[1]));
+        });
+    }
 }
