@@ -5,7 +5,9 @@
 //!
 //! Cases: one job at a time to the other shard (latency of a hop and back, including waking
 //! a parked executor), 64 jobs in flight (pipelined throughput), and a job to the shard itself
-//! (the local path, for comparison).
+//! (the local path, for comparison). The one-at-a-time case runs again with both executors
+//! spinning 100 µs before they park (`spin_before_park`), which the broker does not do today:
+//! the difference is the cost of waking a sleeping core.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ use weir::shard::{Job, Shard};
 const MESH_CAPACITY: usize = 1024;
 /// Jobs kept in flight by the pipelined case.
 const IN_FLIGHT: u64 = 64;
+/// Spin before parking in the comparison case.
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(100);
 
 fn placement(cpu: usize) -> Placement {
     let cpus = std::thread::available_parallelism()
@@ -50,12 +54,14 @@ async fn join_shard(mesh: MeshBuilder<Job, Full>) -> Rc<Shard> {
     shard
 }
 
-/// Shard 0 on the bench thread, shard 1 on its own thread until asked to exit.
-fn start_shards() -> (LocalExecutor, Rc<Shard>, std::thread::JoinHandle<()>) {
+/// Shard 0 on the bench thread, shard 1 on its own thread until asked to exit; both spin for
+/// `spin` before parking.
+fn start_shards(spin: Duration) -> (LocalExecutor, Rc<Shard>, std::thread::JoinHandle<()>) {
     let mesh: MeshBuilder<Job, Full> = MeshBuilder::full(2, MESH_CAPACITY);
     let remote_mesh = mesh.clone();
     let remote = std::thread::spawn(move || {
         LocalExecutorBuilder::new(placement(1))
+            .spin_before_park(spin)
             .make()
             .expect("shard 1 executor")
             .run(async move {
@@ -64,6 +70,7 @@ fn start_shards() -> (LocalExecutor, Rc<Shard>, std::thread::JoinHandle<()>) {
             });
     });
     let executor = LocalExecutorBuilder::new(placement(0))
+        .spin_before_park(spin)
         .make()
         .expect("shard 0 executor");
     let shard = executor.run(join_shard(mesh));
@@ -108,8 +115,17 @@ fn pipelined(executor: &LocalExecutor, shard: &Rc<Shard>, iterations: u64) -> Du
     })
 }
 
+fn stop_shards(executor: LocalExecutor, shard: Rc<Shard>, remote: std::thread::JoinHandle<()>) {
+    executor.run(async {
+        let _ = shard
+            .submit_to(1, |remote_shard| async move { remote_shard.request_exit() })
+            .await;
+    });
+    remote.join().expect("shard 1 thread");
+}
+
 fn cross_shard(criterion: &mut Criterion) {
-    let (executor, shard, remote) = start_shards();
+    let (executor, shard, remote) = start_shards(Duration::ZERO);
     let mut group = criterion.benchmark_group("cross_shard");
     group.throughput(Throughput::Elements(1));
     group.bench_function("round_trip_one_at_a_time", |b| {
@@ -121,13 +137,13 @@ fn cross_shard(criterion: &mut Criterion) {
     group.bench_function("local_dispatch", |b| {
         b.iter_custom(|iterations| sequential(&executor, &shard, 0, iterations))
     });
-    group.finish();
-    executor.run(async {
-        let _ = shard
-            .submit_to(1, |remote_shard| async move { remote_shard.request_exit() })
-            .await;
+    stop_shards(executor, shard, remote);
+    let (executor, shard, remote) = start_shards(SPIN_BEFORE_PARK);
+    group.bench_function("round_trip_one_at_a_time_spin_100us", |b| {
+        b.iter_custom(|iterations| sequential(&executor, &shard, 1, iterations))
     });
-    remote.join().expect("shard 1 thread");
+    group.finish();
+    stop_shards(executor, shard, remote);
 }
 
 criterion_group!(benches, cross_shard);

@@ -1,7 +1,12 @@
 //! Benchmarks for the write path of a partition log on a real file: `Log::append` (the batch
 //! copied into the `Appender`'s aligned buffers, index and cache bookkeeping) alone, with the
 //! O_DIRECT writes of every 256 KiB, and with a group commit (write + fdatasync) after 16
-//! batches or after every batch.
+//! batches or after every batch. The write and fdatasync cases run twice: on the segment file
+//! as Weir creates it today (blocks allocated by each extending write) and with the file
+//! preallocated first (`fallocate`, keep size), which is what `weir.preallocate.bytes`
+//! describes but the storage engine does not do yet. The commit-per-batch case also runs on a
+//! file whose blocks were written with zeros beforehand: then an append is a pure overwrite and
+//! fdatasync has no metadata to commit (no ext4 journal commit), only the device cache flush.
 //!
 //! Runs on a glommio executor on the bench thread (`LocalExecutor::run` per measurement). Every
 //! measurement gets a fresh log directory under `target/bench-data` (O_DIRECT needs a real
@@ -57,6 +62,63 @@ enum Round {
     Sync,
 }
 
+/// Bytes preallocated in the preallocated cases (more than any measurement writes).
+const PREALLOCATE_BYTES: i64 = 8 << 30;
+
+/// Preallocates the first segment of the log in `log_dir` without changing its size.
+fn preallocate_first_segment(log_dir: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let path = log_dir.join("00000000000000000000.log");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("opening the segment to preallocate");
+    let free = fs_free_bytes(log_dir);
+    let length = PREALLOCATE_BYTES.min(free / 4);
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    let result = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, length) };
+    assert_eq!(result, 0, "fallocate: {}", std::io::Error::last_os_error());
+}
+
+fn fs_free_bytes(dir: &std::path::Path) -> i64 {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).expect("path without NUL");
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut stat) }, 0);
+    (stat.f_bavail as i64).saturating_mul(stat.f_frsize as i64)
+}
+
+/// Bytes zero-filled in the pre-zeroed case: more than the commit-per-batch case writes.
+const PREZERO_BYTES: usize = 256 << 20;
+
+/// Writes zeros over the first `PREZERO_BYTES` of the log's first segment and syncs them, so the
+/// blocks are allocated and written (Weir's recovery stops at the first zero batch length).
+fn prezero_first_segment(log_dir: &std::path::Path) {
+    use std::io::Write;
+    let path = log_dir.join("00000000000000000000.log");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("opening the segment to zero-fill");
+    let zeros = vec![0u8; 8 << 20];
+    for _ in 0..PREZERO_BYTES / zeros.len() {
+        file.write_all(&zeros).expect("zero-filling the segment");
+    }
+    file.sync_all().expect("syncing the zero-filled segment");
+}
+
+/// How the segment file is prepared before a measurement.
+#[derive(Clone, Copy, PartialEq)]
+enum Prepare {
+    /// As Weir creates it.
+    AsIs,
+    /// `fallocate` (unwritten extents), size kept.
+    Preallocate,
+    /// Blocks written with zeros (written extents).
+    Prezero,
+}
+
 /// Appends `iterations` batches to a fresh log, ending a round every `per_round` batches as
 /// `round` says; returns the time of the appends and rounds (not of opening the log).
 fn measure(
@@ -65,6 +127,7 @@ fn measure(
     iterations: u64,
     per_round: u64,
     round: Round,
+    prepare: Prepare,
 ) -> Duration {
     std::fs::create_dir_all(bench_root()).expect("creating target/bench-data");
     let dir = tempfile::Builder::new()
@@ -82,6 +145,11 @@ fn measure(
         )
         .await
         .expect("opening the bench log");
+        match prepare {
+            Prepare::AsIs => {}
+            Prepare::Preallocate => preallocate_first_segment(&log_dir),
+            Prepare::Prezero => prezero_first_segment(&log_dir),
+        }
         let log = RefCell::new(log);
         log.borrow_mut().set_cache_limit(CACHE_BYTES);
         let (header, bytes) = batch;
@@ -123,17 +191,58 @@ fn segment_append(criterion: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     group.sample_size(20);
     let cases = [
-        ("append_only", BATCHES_PER_ROUND, Round::Discard),
-        ("append_write", BATCHES_PER_ROUND, Round::Write),
-        ("append_fdatasync_every_16", BATCHES_PER_ROUND, Round::Sync),
-        ("append_fdatasync_every_1", 1, Round::Sync),
+        (
+            "append_only",
+            BATCHES_PER_ROUND,
+            Round::Discard,
+            Prepare::AsIs,
+        ),
+        (
+            "append_write",
+            BATCHES_PER_ROUND,
+            Round::Write,
+            Prepare::AsIs,
+        ),
+        (
+            "append_write_prealloc",
+            BATCHES_PER_ROUND,
+            Round::Write,
+            Prepare::Preallocate,
+        ),
+        (
+            "append_sync_every_16",
+            BATCHES_PER_ROUND,
+            Round::Sync,
+            Prepare::AsIs,
+        ),
+        (
+            "append_sync_every_16_prealloc",
+            BATCHES_PER_ROUND,
+            Round::Sync,
+            Prepare::Preallocate,
+        ),
+        ("append_sync_every_1", 1, Round::Sync, Prepare::AsIs),
+        (
+            "append_sync_every_1_prealloc",
+            1,
+            Round::Sync,
+            Prepare::Preallocate,
+        ),
+        (
+            "append_sync_every_1_prezeroed",
+            1,
+            Round::Sync,
+            Prepare::Prezero,
+        ),
     ];
-    for (name, per_round, round) in cases {
+    for (name, per_round, round, prepare) in cases {
         group.throughput(Throughput::Bytes(batch_bytes));
         group.bench_function(
             BenchmarkId::new(name, format!("{}KiB_batch", batch_bytes / 1024)),
             |b| {
-                b.iter_custom(|iterations| measure(&executor, &batch, iterations, per_round, round))
+                b.iter_custom(|iterations| {
+                    measure(&executor, &batch, iterations, per_round, round, prepare)
+                })
             },
         );
     }
