@@ -5,9 +5,11 @@
 //! The child is the same executable (`weir start …`) unless `--broker-bin` names another. It is
 //! stopped with SIGTERM (a clean shutdown) and, failing that within a minute, killed; its data
 //! directory is removed afterwards unless asked to keep it. Dropping a [`SpawnedBroker`] does the
-//! same, so an error or a panic in the bench does not leave a broker running.
+//! same, so an error or a panic in the bench does not leave a broker running, and the child asks
+//! the kernel for SIGTERM when the bench process dies (`PR_SET_PDEATHSIG`).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,7 +83,19 @@ impl SpawnedBroker {
             args.push(format!("{name}={value}"));
         }
         let command_line = format!("{} {}", options.binary.display(), args.join(" "));
-        let child = Command::new(&options.binary)
+        let mut command = Command::new(&options.binary);
+        // SAFETY: prctl is async-signal-safe; the closure allocates nothing. If the bench dies
+        // (killed, timed out) the broker gets SIGTERM and shuts down instead of lingering.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = command
             .args(&args)
             .env(
                 "WEIR_LOG",

@@ -36,6 +36,8 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Token bucket burst of a rate-limited producer.
 const RATE_BURST: Duration = Duration::from_millis(5);
+/// Shortest blocking poll of a rate-limited producer (librdkafka's resolution).
+const MIN_POLL_WAIT: Duration = Duration::from_millis(1);
 /// Delivery callbacks are served every this many sends (and whenever the queue is full).
 const POLL_EVERY_SENDS: u64 = 64;
 /// Client errors kept for the report.
@@ -309,7 +311,10 @@ pub fn run_producer(
         if let Some(limiter) = limiter.as_mut() {
             let wait = limiter.acquire(limiter_started.elapsed(), 1.0);
             if !wait.is_zero() {
-                producer.poll(wait);
+                // rd_kafka_poll takes whole milliseconds: a shorter timeout is 0 and the loop
+                // would spin a core. It returns early for delivery reports, so acks are still
+                // timed promptly; the limiter's burst absorbs the coarser pacing.
+                producer.poll(wait.max(MIN_POLL_WAIT));
                 continue;
             }
         }

@@ -314,6 +314,7 @@ fn run_ceilings(args: &ReportArgs) -> Result<(), String> {
             ceilings: Some(ceilings),
             phases: Vec::new(),
             targets: Vec::new(),
+            errors: Vec::new(),
         });
     }
     let medians = report::medians(&runs);

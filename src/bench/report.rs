@@ -198,6 +198,8 @@ pub struct RunReport {
     pub ceilings: Option<Ceilings>,
     pub phases: Vec<PhaseResult>,
     pub targets: Vec<TargetCheck>,
+    /// Phases that failed, with why (the run goes on with the next phase).
+    pub errors: Vec<String>,
 }
 
 /// Median of one figure over repeated runs, with the individual values.
@@ -538,6 +540,7 @@ mod tests {
                 ceilings: Some(c),
                 phases,
                 targets,
+                errors: Vec::new(),
             }
         };
         let runs = vec![run(300.0, 1000.0), run(600.0, 1200.0), run(400.0, 800.0)];

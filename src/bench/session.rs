@@ -70,11 +70,25 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         if let Some(c) = &ceilings {
             print!("{}", report::render_ceilings(c));
         }
-        let phases = match &command {
-            BenchCommand::Produce(a) => vec![produce_command(&context, a)?],
-            BenchCommand::Consume(a) => vec![consume_command(&context, a)?],
-            BenchCommand::E2e(a) => vec![e2e_command(&context, a)?],
-            BenchCommand::Suite(a) => suite(&context, a, repeat)?,
+        let mut errors = Vec::new();
+        let mut keep = |result: Result<PhaseResult, String>| match result {
+            Ok(phase) => {
+                if matches!(command, BenchCommand::Suite(_)) {
+                    print!("{}", report::render_phases(std::slice::from_ref(&phase)));
+                }
+                Some(phase)
+            }
+            Err(error) => {
+                eprintln!("weir bench: {error}");
+                errors.push(error);
+                None
+            }
+        };
+        let phases: Vec<PhaseResult> = match &command {
+            BenchCommand::Produce(a) => keep(produce_command(&context, a)).into_iter().collect(),
+            BenchCommand::Consume(a) => keep(consume_command(&context, a)).into_iter().collect(),
+            BenchCommand::E2e(a) => keep(e2e_command(&context, a)).into_iter().collect(),
+            BenchCommand::Suite(a) => suite(&context, a, repeat, &mut keep),
             BenchCommand::Ceilings(_) => unreachable!(),
         };
         let targets = ceilings
@@ -90,8 +104,10 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             ceilings,
             phases,
             targets,
+            errors,
         });
     }
+    let failures: Vec<String> = runs.iter().flat_map(|r| r.errors.clone()).collect();
     let medians = report::medians(&runs);
     if runs.len() > 1 {
         println!("\nmedians over {} runs:", runs.len());
@@ -112,7 +128,14 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
     if let Some(b) = spawned {
         b.stop()?;
     }
-    outcome
+    outcome?;
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(format!(
+            "{} phase(s) failed; first: {first}",
+            failures.len()
+        )),
+    }
 }
 
 fn spawn(broker: &BrokerArgs, report: &ReportArgs) -> Result<Option<SpawnedBroker>, String> {
@@ -331,19 +354,28 @@ fn e2e_command(context: &Context, args: &E2eArgs) -> Result<PhaseResult, String>
 
 /// One repeat of the suite: produce acks=1, produce acks=all, consume the acks=1 topic (cold by
 /// then: the acks=all phase went through the batch cache after it), e2e.
-fn suite(context: &Context, args: &SuiteArgs, repeat: usize) -> Result<Vec<PhaseResult>, String> {
+fn suite(
+    context: &Context,
+    args: &SuiteArgs,
+    repeat: usize,
+    keep: &mut dyn FnMut(Result<PhaseResult, String>) -> Option<PhaseResult>,
+) -> Vec<PhaseResult> {
     let base = &args.topic.topic;
     let leader_topic = format!("{base}-r{repeat}-acks1");
     let all_topic = format!("{base}-r{repeat}-acksall");
     let e2e_topic = format!("{base}-r{repeat}-e2e");
     let topics = [&leader_topic, &all_topic, &e2e_topic];
     for topic in topics {
-        client::ensure_topic(
+        let created = client::ensure_topic(
             &context.client,
             topic,
             args.topic.partitions,
             &args.topic.topic_configs,
-        )?;
+        );
+        if let Err(error) = created {
+            keep(Err(error));
+            return Vec::new();
+        }
     }
     let load = &args.load;
     let rate = load.rate.unwrap_or(Rate::Max);
@@ -363,16 +395,20 @@ fn suite(context: &Context, args: &SuiteArgs, repeat: usize) -> Result<Vec<Phase
             },
             duration,
         );
-        let result = phases::produce(&context.client, &context.probes, &workload)?;
-        print!("{}", report::render_phases(std::slice::from_ref(&result)));
-        results.push(result);
+        results.extend(keep(phases::produce(
+            &context.client,
+            &context.probes,
+            &workload,
+        )));
     }
     let mut consume_topic = args.topic.clone();
     consume_topic.topic = leader_topic.clone();
     let consume = consume_workload("consume", &consume_topic, args.consumers, None);
-    let result = phases::consume(&context.client, &context.probes, &consume)?;
-    print!("{}", report::render_phases(std::slice::from_ref(&result)));
-    results.push(result);
+    results.extend(keep(phases::consume(
+        &context.client,
+        &context.probes,
+        &consume,
+    )));
     let e2e = e2e_workload(
         &e2e_topic,
         &args.topic,
@@ -385,9 +421,7 @@ fn suite(context: &Context, args: &SuiteArgs, repeat: usize) -> Result<Vec<Phase
         args.e2e_duration,
         args.consumers,
     );
-    let result = phases::e2e(&context.client, &context.probes, &e2e)?;
-    print!("{}", report::render_phases(std::slice::from_ref(&result)));
-    results.push(result);
+    results.extend(keep(phases::e2e(&context.client, &context.probes, &e2e)));
     if !args.keep_topics {
         for topic in topics {
             if let Err(error) = client::delete_topic(&context.client, topic) {
@@ -395,6 +429,5 @@ fn suite(context: &Context, args: &SuiteArgs, repeat: usize) -> Result<Vec<Phase
             }
         }
     }
-    println!();
-    Ok(results)
+    results
 }
