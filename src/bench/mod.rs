@@ -272,7 +272,15 @@ pub struct SuiteArgs {
     /// librdkafka linger.ms of the e2e phase.
     #[arg(long, default_value_t = 1)]
     pub e2e_linger_ms: u64,
-    /// Consumer threads.
+    /// Partitioning of the e2e phase [default: client, librdkafka's sticky partitioner, what
+    /// an application producing unkeyed records gets].
+    #[arg(long, value_enum, default_value_t = Partitioning::Client)]
+    pub e2e_partitioning: Partitioning,
+    /// Consumer threads of the e2e phase.
+    #[arg(long, default_value_t = 1)]
+    pub e2e_consumers: usize,
+    /// Consumer threads of the consume phase (one librdkafka consumer keeps one fetch in
+    /// flight, so one consumer measures the fetch round trip more than the broker).
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
     /// Keep the suite's topics (default: deleted after each repeat to free the disk).

@@ -184,6 +184,19 @@ fn join_merge(
     }
 }
 
+/// How a produce workload generated its load, for the notes.
+fn workload_note(workload: &ProduceWorkload) -> String {
+    let how = if workload.producer.round_robin {
+        "round-robin, set by the bench record by record"
+    } else {
+        "librdkafka's partitioner (sticky for null keys)"
+    };
+    format!(
+        "{} producer thread(s), {} B records, partitioning: {how}",
+        workload.producers, workload.producer.record_bytes
+    )
+}
+
 /// Splits `total` into `parts` shares that differ by at most one.
 pub fn split_quota(total: u64, parts: usize, index: usize) -> u64 {
     let parts = parts.max(1) as u64;
@@ -261,6 +274,7 @@ pub fn produce(
     progress.finish();
     let histogram = histogram?;
     let mut notes = live.first_errors();
+    notes.push(workload_note(workload));
     if let Rate::BytesPerSecond(_) | Rate::RecordsPerSecond(_) = workload.producer.rate {
         notes.push(format!("offered rate {}", workload.producer.rate));
     }
@@ -513,7 +527,11 @@ pub fn e2e(
     );
     let mut notes = acked.first_errors();
     notes.extend(consumed.first_errors());
-    notes.push(format!("offered rate {}", produce.producer.rate));
+    notes.push(workload_note(produce));
+    notes.push(format!(
+        "offered rate {}, {consumers} consumer thread(s)",
+        produce.producer.rate
+    ));
     if drained < produced {
         notes.push(format!(
             "consumers received {drained} of {produced} acknowledged records within {} s of \

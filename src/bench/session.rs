@@ -409,17 +409,21 @@ fn suite(
         &context.probes,
         &consume,
     )));
+    let e2e_load = LoadArgs {
+        partitioning: args.e2e_partitioning,
+        ..load.clone()
+    };
     let e2e = e2e_workload(
         &e2e_topic,
         &args.topic,
-        load,
+        &e2e_load,
         Shape {
             acks: Acks::All,
             rate: args.e2e_rate,
             linger_ms: args.e2e_linger_ms,
         },
         args.e2e_duration,
-        args.consumers,
+        args.e2e_consumers,
     );
     results.extend(keep(phases::e2e(&context.client, &context.probes, &e2e)));
     if !args.keep_topics {
