@@ -30,6 +30,11 @@ enum Command {
     Consume(weir::cli::consume::ConsumeArgs),
     /// Show the cluster: id, controller, brokers, topic counts, broker configs.
     Cluster(weir::cli::cluster::ClusterArgs),
+    /// Benchmarks: load through librdkafka beside the machine's ceilings.
+    Bench {
+        #[command(subcommand)]
+        command: weir::bench::BenchCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => return weir::cli::finish(weir::cli::produce::run(&args)),
         Command::Consume(args) => return weir::cli::finish(weir::cli::consume::run(&args)),
         Command::Cluster(args) => return weir::cli::finish(weir::cli::cluster::run(&args)),
+        Command::Bench { command } => weir::bench::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

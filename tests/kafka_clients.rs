@@ -917,3 +917,46 @@ fn retention_deletes_old_segments_and_write_caching_topics_serve_acks_all() {
         1000
     );
 }
+
+#[test]
+fn a_fresh_broker_without_cache_serves_every_record_from_disk() {
+    // No batch cache: every fetch is a cold O_DIRECT read on a data directory whose first files
+    // were empty (the poll-ring probe case), and batches of ~100-400 KiB make the 1 MiB
+    // read-ahead windows end inside batches.
+    let broker = Broker::start(&["weir.cache.bytes=0"]);
+    create_topic(&broker, "cold", 3, &[]);
+    let producer = common::producer(
+        &broker,
+        &[
+            ("linger.ms", "50"),
+            ("batch.size", "400000"),
+            ("acks", "all"),
+        ],
+    );
+    let payloads: Vec<Vec<u8>> = (0..6000u32)
+        .map(|i| {
+            let mut value = vec![(i % 251) as u8; 1000];
+            value[..4].copy_from_slice(&i.to_be_bytes());
+            value
+        })
+        .collect();
+    let records = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            FutureRecord::<[u8], [u8]>::to("cold")
+                .partition((i % 3) as i32)
+                .payload(&p[..])
+        })
+        .collect();
+    send_all(&producer, records);
+    let seen = consume(&broker, "cold", 3, Offset::Beginning, 6000, &[]);
+    assert_eq!(seen.len(), 6000, "stalled: {}", broker.log());
+    let mut numbers: Vec<u32> = seen
+        .iter()
+        .map(|s| u32::from_be_bytes(s.value.as_ref().unwrap()[..4].try_into().unwrap()))
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..6000).collect::<Vec<_>>());
+    assert!(!broker.log().contains("storage error"), "{}", broker.log());
+}
