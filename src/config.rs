@@ -160,7 +160,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     topic_config!("min.insync.replicas", "min.insync.replicas", Int, "1", positive,
         "Replicas that must have a record before acks=all succeeds."),
     topic_config!("preallocate", "log.preallocate", Boolean, "false", boolean,
-        "Preallocate whole segments at creation (Weir always preallocates in steps)."),
+        "Accepted for compatibility; Weir always writes zeros ahead of the appends (weir.preallocate.bytes)."),
     topic_config!("retention.bytes", "log.retention.bytes", Long, "-1", at_least_minus_one,
         "Largest size of a partition before old closed segments are deleted (-1: no limit)."),
     topic_config!("retention.ms", "log.retention.ms", Long, "604800000", at_least_minus_one,
@@ -230,8 +230,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "Appended-but-unwritten bytes per shard before producers wait for the flusher." },
     ConfigDef { name: "weir.readahead.bytes", kind: ConfigKind::Int, default: "1048576", check: positive,
         doc: "Read size for cold (uncached) fetches." },
-    ConfigDef { name: "weir.preallocate.bytes", kind: ConfigKind::Int, default: "33554432", check: positive,
-        doc: "Step by which an active segment file is preallocated (fallocate)." },
+    ConfigDef { name: "weir.preallocate.bytes", kind: ConfigKind::Int, default: "8388608", check: positive,
+        doc: "Step by which an active segment file is extended with zeros ahead of the appends (appends then overwrite allocated blocks: no allocation, no size change)." },
 ];
 
 /// Looks up a topic config definition by its topic-level name.

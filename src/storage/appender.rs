@@ -199,6 +199,48 @@ pub async fn execute(file: &Rc<DmaFile>, work: FlushWork, sync: bool) -> std::io
     Ok(())
 }
 
+/// Size of the zero buffer each shard shares for writing zeros ahead of appends.
+const ZERO_BUFFER_BYTES: usize = 1 << 20;
+
+thread_local! {
+    static ZEROS: std::cell::OnceCell<Rc<DmaBuffer>> = const { std::cell::OnceCell::new() };
+}
+
+/// Writes `length` zero bytes at `position` (both aligned to 4096), from one shared buffer.
+pub async fn write_zeros(file: &Rc<DmaFile>, position: u64, length: u64) -> std::io::Result<()> {
+    let zeros = ZEROS.with(|cell| {
+        cell.get_or_init(|| {
+            // Global memory, not the executor's registered pool: it outlives any one executor.
+            let mut buffer = glommio::allocate_dma_buffer_global(ZERO_BUFFER_BYTES);
+            buffer.as_bytes_mut().fill(0);
+            Rc::new(buffer)
+        })
+        .clone()
+    });
+    let mut writes = Vec::new();
+    let mut at = position;
+    while at < position + length {
+        let chunk = (position + length - at).min(ZERO_BUFFER_BYTES as u64);
+        let file = file.clone();
+        let zeros = zeros.clone();
+        writes.push(async move {
+            let written = if chunk == ZERO_BUFFER_BYTES as u64 {
+                file.write_rc_at(zeros, at).await
+            } else {
+                let mut partial = glommio::allocate_dma_buffer(chunk as usize);
+                partial.as_bytes_mut().fill(0);
+                file.write_at(partial, at).await
+            };
+            written.map(drop).map_err(std::io::Error::from)
+        });
+        at += chunk;
+    }
+    for result in futures::future::join_all(writes).await {
+        result?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

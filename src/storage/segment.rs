@@ -57,8 +57,8 @@ pub struct Segment {
     pub appender: Option<Appender>,
     /// Rolled: no more appends; sealed once the flusher has written everything.
     pub rolled: bool,
-    /// Bytes of the file allocated ahead of the writes (fallocate, keeping the size).
-    pub preallocated: u64,
+    /// End of the bytes written to the file (data, padding or zeros written ahead).
+    pub zeroed_end: u64,
 }
 
 impl Segment {
@@ -130,7 +130,7 @@ impl Segment {
             created_ms: now_ms,
             appender,
             rolled: false,
-            preallocated: size,
+            zeroed_end: size,
         }
     }
 
