@@ -94,10 +94,14 @@ fn stored_ids(broker: &Broker) -> Vec<u64> {
             remaining -= 1;
         }
     }
-    assert_eq!(
-        remaining, 0,
-        "could not read everything below the high watermarks"
-    );
+    if remaining != 0 {
+        let log = broker.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!(
+            "could not read everything below the high watermarks ({remaining} left); broker log tail:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
     ids
 }
 

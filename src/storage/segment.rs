@@ -57,8 +57,24 @@ pub struct Segment {
     pub appender: Option<Appender>,
     /// Rolled: no more appends; sealed once the flusher has written everything.
     pub rolled: bool,
-    /// End of the bytes written to the file (data, padding or zeros written ahead).
+    /// End of the bytes written, or being written, to the file (data, padding or zeros ahead).
     pub zeroed_end: u64,
+    /// Zeros being written ahead of the appends, off the commit path.
+    pub zero_fill: Option<ZeroFill>,
+}
+
+/// A zero-fill ahead of the appends, running in the background: `[start, zeroed_end)` of the
+/// segment is being written with zeros (and fdatasynced). Data that reaches `start`, a seal
+/// (truncation) and a close wait for it first, so a late zero write can never land on data.
+pub struct ZeroFill {
+    pub start: u64,
+    pub done: futures::future::Shared<futures::future::LocalBoxFuture<'static, ()>>,
+}
+
+impl ZeroFill {
+    pub fn is_done(&self) -> bool {
+        self.done.peek().is_some()
+    }
 }
 
 impl Segment {
@@ -131,6 +147,7 @@ impl Segment {
             appender,
             rolled: false,
             zeroed_end: size,
+            zero_fill: None,
         }
     }
 

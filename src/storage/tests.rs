@@ -371,6 +371,64 @@ proptest! {
     }
 }
 
+/// A crash between rolling and sealing can leave a middle segment whose data never reached the
+/// disk (zeros, no index files) while a later segment has some: the log must end where the
+/// readable data ends, not claim the unreadable range (a consumer would wait there forever).
+#[test]
+fn recovery_ends_the_log_at_a_middle_segment_that_holds_only_zeros() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    let run_path = path.clone();
+    let appended = run_local(async move {
+        let (log, _) = Log::open(&run_path, small_segments(), options(64 << 10), true, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        fill(&log, 40, 4, 20_000).await
+    });
+    let mut bases: Vec<i64> = std::fs::read_dir(&path)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".log").map(|b| b.parse().unwrap())
+        })
+        .collect();
+    bases.sort();
+    assert!(bases.len() >= 3, "the fill rolls at least twice: {bases:?}");
+    // The second segment: rolled, never sealed, its data lost.
+    let middle = bases[1];
+    let file = path.join(format!("{middle:020}.log"));
+    let length = std::fs::metadata(&file).unwrap().len() as usize;
+    std::fs::write(&file, vec![0u8; length]).unwrap();
+    for extension in ["index", "timeindex"] {
+        let _ = std::fs::remove_file(path.join(format!("{middle:020}.{extension}")));
+    }
+    let expected: Vec<(i64, Bytes)> = appended
+        .iter()
+        .filter(|(offset, _)| *offset < middle)
+        .cloned()
+        .collect();
+    let (recovered, end, report) = run_local(async move {
+        let (log, report) = Log::open(&path, small_segments(), options(64 << 10), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        let all = read_all(&log, 1 << 20).await;
+        let end = log.borrow().log_end_offset;
+        (all, end, report)
+    });
+    assert_eq!(recovered, expected);
+    assert_eq!(end, middle);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("later segments deleted")),
+        "{:?}",
+        report.notes
+    );
+}
+
 #[test]
 fn a_read_after_opening_an_empty_file_first_succeeds_on_a_fresh_thread() {
     // glommio decides per thread and device whether reads use the polled ring, on the first file

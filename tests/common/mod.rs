@@ -51,6 +51,12 @@ impl Broker {
             .prefix("broker-")
             .tempdir_in(test_root())
             .unwrap();
+        // WEIR_KEEP_TEST_DATA=1 keeps the data directory and log for a post-mortem.
+        if std::env::var_os("WEIR_KEEP_TEST_DATA").is_some() {
+            let kept = dir.keep();
+            eprintln!("keeping broker data in {}", kept.display());
+            return Broker::start_in(kept, settings);
+        }
         let data_dir = dir.path().join("data");
         let mut broker = Broker {
             child: None,
@@ -60,6 +66,20 @@ impl Broker {
             data_dir,
             extra: settings.iter().map(|s| s.to_string()).collect(),
             _dir: Some(dir),
+        };
+        broker.launch();
+        broker
+    }
+
+    fn start_in(dir: PathBuf, settings: &[&str]) -> Broker {
+        let mut broker = Broker {
+            child: None,
+            port: free_port(),
+            admin_port: free_port(),
+            log_path: dir.join("broker.log"),
+            data_dir: dir.join("data"),
+            extra: settings.iter().map(|s| s.to_string()).collect(),
+            _dir: None,
         };
         broker.launch();
         broker
