@@ -30,6 +30,8 @@ enum Command {
     Consume(weir::cli::consume::ConsumeArgs),
     /// Show the cluster: id, controller, brokers, topic counts, broker configs.
     Cluster(weir::cli::cluster::ClusterArgs),
+    /// Consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
+    Group(weir::cli::group::GroupArgs),
     /// Benchmarks: load through librdkafka beside the machine's ceilings.
     Bench {
         #[command(subcommand)]
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => return weir::cli::finish(weir::cli::produce::run(&args)),
         Command::Consume(args) => return weir::cli::finish(weir::cli::consume::run(&args)),
         Command::Cluster(args) => return weir::cli::finish(weir::cli::cluster::run(&args)),
+        Command::Group(args) => return weir::cli::finish(weir::cli::group::run(&args)),
         Command::Bench { command } => weir::bench::run(command),
     };
     match result {

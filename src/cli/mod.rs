@@ -1,4 +1,4 @@
-//! The Kafka-protocol subcommands of `weir`: `topic`, `produce`, `consume`, `cluster`. Each
+//! The Kafka-protocol subcommands of `weir`: `topic`, `produce`, `consume`, `cluster`, `group`. Each
 //! talks to a broker through `crate::client` and follows one contract: data to stdout, errors to
 //! stderr as one sentence that names the thing and the fix, exit status 1 on error and 0 on
 //! success (a closed stdout, as in `weir consume t | head`, ends the command quietly).
@@ -6,6 +6,7 @@
 //! - `topic`: create, list, describe, delete, alter-config, add-partitions.
 //! - `produce` / `consume`: lines in, records out, kcat-style.
 //! - `cluster`: cluster id, controller, brokers, counts, broker configs.
+//! - `group`: consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
 //! - `parse`: argument values (`NAME=VALUE`, headers, start offsets); pure.
 //! - `format`: the `--format` template of `consume`; pure.
 //! - `table`: aligned columns for human-readable output.
@@ -13,6 +14,7 @@
 pub mod cluster;
 pub mod consume;
 pub mod format;
+pub mod group;
 pub mod parse;
 pub mod produce;
 pub mod table;

@@ -810,7 +810,7 @@ impl Client {
     }
 
     /// A response that leaves out the resource asked about.
-    fn missing(&self, key: ApiKey, resource: &str) -> ClientError {
+    pub(crate) fn missing(&self, key: ApiKey, resource: &str) -> ClientError {
         ClientError::Protocol {
             address: self.bootstrap_address().to_string(),
             api: key.name(),

@@ -25,6 +25,7 @@ pub mod admin;
 pub mod connection;
 pub mod error;
 pub mod fetch;
+pub mod groups;
 pub mod partitioner;
 pub mod produce;
 pub mod versions;
