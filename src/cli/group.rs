@@ -512,7 +512,8 @@ mod tests {
         .into_iter()
         .collect();
         let rows = lag_rows(&committed, &description, &log_ends);
-        let summary: Vec<(String, i32, Option<i64>, Option<i64>, Option<String>)> = rows
+        type Summary = (String, i32, Option<i64>, Option<i64>, Option<String>);
+        let summary: Vec<Summary> = rows
             .iter()
             .map(|r| {
                 (
