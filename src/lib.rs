@@ -27,6 +27,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod coordinator;
 pub mod event;
 pub mod handlers;
 pub mod metadata;

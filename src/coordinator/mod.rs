@@ -1,0 +1,6 @@
+//! Coordinators: state machines over internal topics. Pure logic and record formats here; the
+//! shard glue (loading, appending, timers) lives with the shards.
+//!
+//! - [`assignor`]: the server-side assignors of the consumer group protocol (KIP-848).
+
+pub mod assignor;
