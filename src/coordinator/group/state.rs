@@ -677,7 +677,7 @@ impl<W> ClassicGroup<W> {
         if let Some(old_waiter) = member.sync_waiter.take() {
             fx.sync(old_waiter, SyncResult::error(ErrorCode::FencedInstanceId));
         }
-        let old_protocols = std::mem::replace(&mut member.protocols, request.protocols.clone());
+        member.protocols = request.protocols.clone();
         member.id = new_member_id.clone();
         member.client_id = request.client_id.clone();
         member.client_host = request.client_host.clone();
@@ -711,7 +711,6 @@ impl<W> ClassicGroup<W> {
                         leader: current_leader,
                     },
                 });
-                let _ = old_protocols;
             }
             _ => {
                 self.members
