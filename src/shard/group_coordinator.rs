@@ -390,7 +390,9 @@ pub async fn run(shard: Rc<Shard>) {
         }
         if now >= next_retention {
             next_retention = now + retention_interval;
-            expire_offsets(&shard, now).await;
+            // Its writes wait for durability; timers keep ticking meanwhile.
+            let shard = shard.clone();
+            glommio::spawn_local(async move { expire_offsets(&shard, now).await }).detach();
         }
     }
 }
