@@ -55,9 +55,8 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
             items.push((topic.name.clone(), p.partition_index, outcome));
         }
     }
-    let outcome = if body.group_id.is_empty() && body.generation_id_or_member_epoch >= 0 {
-        Err(ErrorCode::InvalidGroupId)
-    } else {
+    // Kafka accepts the empty group id here (for old clients' offset storage).
+    let outcome = {
         let group = body.group_id.clone();
         let (member, instance, generation) = (
             body.member_id.clone(),
