@@ -318,6 +318,7 @@ async fn shard_main(
     }
     glommio::spawn_local(shard.flusher.clone().run()).detach();
     glommio::spawn_local(shard.clone().retention_loop()).detach();
+    glommio::spawn_local(crate::shard::group_coordinator::run(shard.clone())).detach();
     if id != 0 {
         shard.wait_for_exit().await;
         return Ok(());

@@ -212,6 +212,24 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "Open client connections, over all shards." },
     ConfigDef { name: "offsets.topic.num.partitions", kind: ConfigKind::Int, default: "50", check: positive,
         doc: "Partitions of __consumer_offsets." },
+    ConfigDef { name: "offsets.topic.segment.bytes", kind: ConfigKind::Int, default: "104857600", check: segment_bytes,
+        doc: "segment.bytes of __consumer_offsets when it is created." },
+    ConfigDef { name: "offsets.retention.minutes", kind: ConfigKind::Int, default: "10080", check: positive,
+        doc: "Committed offsets of an Empty group (or of a topic the group stopped consuming) are deleted after this long." },
+    ConfigDef { name: "offsets.retention.check.interval.ms", kind: ConfigKind::Long, default: "600000", check: positive,
+        doc: "How often expired offsets are looked for." },
+    ConfigDef { name: "offsets.commit.timeout.ms", kind: ConfigKind::Int, default: "5000", check: positive,
+        doc: "How long an offset commit (or a group's metadata write) waits to be durable before it fails." },
+    ConfigDef { name: "offset.metadata.max.bytes", kind: ConfigKind::Int, default: "4096", check: non_negative,
+        doc: "Largest metadata string of a committed offset (OFFSET_METADATA_TOO_LARGE beyond)." },
+    ConfigDef { name: "group.min.session.timeout.ms", kind: ConfigKind::Int, default: "6000", check: non_negative,
+        doc: "Smallest session.timeout.ms a group member may ask for (INVALID_SESSION_TIMEOUT below)." },
+    ConfigDef { name: "group.max.session.timeout.ms", kind: ConfigKind::Int, default: "1800000", check: positive,
+        doc: "Largest session.timeout.ms a group member may ask for." },
+    ConfigDef { name: "group.initial.rebalance.delay.ms", kind: ConfigKind::Int, default: "3000", check: non_negative,
+        doc: "How long the first rebalance of an empty group waits for more members to join." },
+    ConfigDef { name: "group.max.size", kind: ConfigKind::Int, default: "2147483647", check: positive,
+        doc: "Members a classic group may have (GROUP_MAX_SIZE_REACHED beyond)." },
     ConfigDef { name: "transaction.state.log.num.partitions", kind: ConfigKind::Int, default: "50",
         check: positive, doc: "Partitions of __transaction_state." },
     ConfigDef { name: "weir.max.partitions", kind: ConfigKind::Int, default: "10000", check: positive,
@@ -480,6 +498,37 @@ impl BrokerConfig {
     }
     pub fn readahead_bytes(&self) -> usize {
         self.get_i64("weir.readahead.bytes") as usize
+    }
+    pub fn offsets_topic_num_partitions(&self) -> i32 {
+        self.get_i64("offsets.topic.num.partitions") as i32
+    }
+    pub fn offsets_topic_segment_bytes(&self) -> i64 {
+        self.get_i64("offsets.topic.segment.bytes")
+    }
+    pub fn offsets_retention_ms(&self) -> i64 {
+        self.get_i64("offsets.retention.minutes")
+            .saturating_mul(60_000)
+    }
+    pub fn offsets_retention_check_interval_ms(&self) -> u64 {
+        self.get_i64("offsets.retention.check.interval.ms") as u64
+    }
+    pub fn offsets_commit_timeout_ms(&self) -> u64 {
+        self.get_i64("offsets.commit.timeout.ms") as u64
+    }
+    pub fn offset_metadata_max_bytes(&self) -> usize {
+        self.get_i64("offset.metadata.max.bytes") as usize
+    }
+    pub fn group_min_session_timeout_ms(&self) -> i32 {
+        self.get_i64("group.min.session.timeout.ms") as i32
+    }
+    pub fn group_max_session_timeout_ms(&self) -> i32 {
+        self.get_i64("group.max.session.timeout.ms") as i32
+    }
+    pub fn group_initial_rebalance_delay_ms(&self) -> i32 {
+        self.get_i64("group.initial.rebalance.delay.ms") as i32
+    }
+    pub fn group_max_size(&self) -> usize {
+        self.get_i64("group.max.size") as usize
     }
     pub fn preallocate_bytes(&self) -> u64 {
         self.get_i64("weir.preallocate.bytes") as u64

@@ -14,6 +14,7 @@
 //! | [`handlers`] | one file per Kafka API key, with its version range; the ApiVersions table | glue (per shard) |
 //! | [`shard`] | the per-core context, partition placement, the channel mesh, fetch sessions, metrics | async core |
 //! | [`metadata`] | metadata records, the image, the controller (shard 0) | state machine |
+//! | [`coordinator`] | consumer groups and committed offsets (`__consumer_offsets`) | state machine |
 //! | [`partition`] | high watermark, produce/fetch rules, idempotent producer state, group commit | shard-owned state |
 //! | [`storage`] | segments, indexes, O_DIRECT appender, recovery, cache, retention | shard-owned state |
 //! | [`records`] | RecordBatch v2: validation, CRC-32C, records, compression, murmur2 | pure |

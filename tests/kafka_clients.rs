@@ -54,6 +54,9 @@ fn topic_names(broker: &Broker) -> Vec<String> {
         .topics()
         .iter()
         .map(|t| t.name().to_string())
+        // Internal topics aside (as `kafka-topics --exclude-internal`): librdkafka clients with a
+        // group.id create __consumer_offsets through FindCoordinator.
+        .filter(|name| !weir::metadata::is_internal_topic(name))
         .collect();
     names.sort();
     names

@@ -1,8 +1,11 @@
-//! Coordinators: state machines over internal topics. Pure logic and record formats here; the
-//! shard glue (loading, appending, timers) lives with the shards.
+//! Coordinators: replicated state machines over internal topics. Pure logic and record formats
+//! here; the shard glue (loading, appending, timers) in `shard::group_coordinator`.
 //!
+//! - [`group`]: consumer groups (classic protocol) and committed offsets in `__consumer_offsets`.
 //! - [`assignor`]: the server-side assignors of the consumer group protocol (KIP-848).
-//! - [`consumer_group`]: that protocol's group state: epochs, target assignment, reconciliation.
+//! - [`consumer_group`]: that protocol's group state: epochs, target assignment, reconciliation
+//!   (pure and tested; not yet served: ConsumerGroupHeartbeat is not in the handler table).
 
 pub mod assignor;
 pub mod consumer_group;
+pub mod group;

@@ -12,16 +12,28 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod groups;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 pub mod topics;
 
 use std::fmt::Write;
@@ -71,6 +83,8 @@ pub struct Request {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// "/" + the client's IP address (what groups report as a member's host).
+    pub client_host: Rc<str>,
     pub body: Bytes,
 }
 
@@ -82,6 +96,7 @@ impl Request {
             version: header.request_api_version,
             correlation_id: header.correlation_id,
             client_id: header.client_id,
+            client_host: Rc::from(""),
             body,
         }
     }
@@ -141,6 +156,17 @@ pub static APIS: &[ApiSpec] = &[
     create_partitions::SPEC,
     alter_configs::INCREMENTAL_SPEC,
     describe_cluster::SPEC,
+    offset_commit::SPEC,
+    offset_fetch::SPEC,
+    find_coordinator::SPEC,
+    join_group::SPEC,
+    heartbeat::SPEC,
+    leave_group::SPEC,
+    sync_group::SPEC,
+    describe_groups::SPEC,
+    list_groups::SPEC,
+    delete_groups::SPEC,
+    offset_delete::SPEC,
 ];
 
 pub fn spec_for(api_key: i16) -> Option<&'static ApiSpec> {
@@ -179,6 +205,17 @@ pub async fn dispatch(request: Request) -> Result<Reply, HandlerError> {
         ApiKey::IncrementalAlterConfigs => alter_configs::handle(request, true).await,
         ApiKey::CreatePartitions => create_partitions::handle(request).await,
         ApiKey::DescribeCluster => describe_cluster::handle(request).await,
+        ApiKey::OffsetCommit => offset_commit::handle(request).await,
+        ApiKey::OffsetFetch => offset_fetch::handle(request).await,
+        ApiKey::FindCoordinator => find_coordinator::handle(request).await,
+        ApiKey::JoinGroup => join_group::handle(request).await,
+        ApiKey::Heartbeat => heartbeat::handle(request).await,
+        ApiKey::LeaveGroup => leave_group::handle(request).await,
+        ApiKey::SyncGroup => sync_group::handle(request).await,
+        ApiKey::DescribeGroups => describe_groups::handle(request).await,
+        ApiKey::ListGroups => list_groups::handle(request).await,
+        ApiKey::DeleteGroups => delete_groups::handle(request).await,
+        ApiKey::OffsetDelete => offset_delete::handle(request).await,
         other => Err(HandlerError::UnsupportedVersion {
             api: other.name(),
             version: request.version,

@@ -93,7 +93,10 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) -> Arc<MetadataI
     let missing: Vec<CreateTopicSpec> = names
         .into_iter()
         .filter(|name| {
-            image.topic(name).is_none() && crate::metadata::validate_topic_name(name).is_ok()
+            // Internal topics are created by their coordinator with their own settings.
+            image.topic(name).is_none()
+                && !crate::metadata::is_internal_topic(name)
+                && crate::metadata::validate_topic_name(name).is_ok()
         })
         .map(|name| CreateTopicSpec {
             name,

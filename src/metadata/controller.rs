@@ -258,6 +258,13 @@ pub fn plan_delete_topic(
             "This server does not host this topic-partition.",
         )
     })?;
+    if topic.is_internal() {
+        // Deleting it would lose every group's offsets (Kafka's tools refuse it too).
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("Topic '{name}' is an internal topic and cannot be deleted."),
+        ));
+    }
     Ok(vec![MetadataRecord::RemoveTopic { topic_id: topic.id }])
 }
 

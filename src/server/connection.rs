@@ -46,11 +46,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".into());
+    // Kafka's client host as groups report it: "/" + the peer's address.
+    let client_host: Rc<str> = stream
+        .peer_addr()
+        .map(|a| format!("/{}", a.ip()))
+        .unwrap_or_default()
+        .into();
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.split();
     let (queue, replies) = local_channel::new_bounded(shard.broker.max_inflight_requests());
     let writer_task = glommio::spawn_local(write_replies(writer, replies)).detach();
-    let outcome = read_requests(&shard, reader, queue).await;
+    let outcome = read_requests(&shard, reader, queue, client_host).await;
     match &outcome {
         ConnectionEnd::Closed => {}
         ConnectionEnd::Io(error) => tracing::debug!("connection {peer}: {error}"),
@@ -67,6 +73,7 @@ async fn read_requests(
     shard: &Rc<Shard>,
     mut reader: ReadHalf<TcpStream>,
     queue: LocalSender<Reply>,
+    client_host: Rc<str>,
 ) -> ConnectionEnd {
     let max_frame = shard.broker.socket_request_max_bytes();
     let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
@@ -91,7 +98,8 @@ async fn read_requests(
             }
             Err(error) => return ConnectionEnd::Malformed(format!("request header: {error:?}")),
         };
-        let request = Request::new(shard.clone(), header, body);
+        let mut request = Request::new(shard.clone(), header, body);
+        request.client_host = client_host.clone();
         let api_name = request.api_name();
         let reply = match handlers::dispatch(request).await {
             Ok(reply) => reply,

@@ -95,6 +95,7 @@ pub struct MetricsSnapshot {
     pub gauges: Vec<(&'static str, &'static str, f64)>,
     pub flush_quantiles: Option<(u64, u64, u64, u64)>,
     pub partitions: Vec<PartitionSample>,
+    pub groups: Vec<super::group_coordinator::GroupSample>,
 }
 
 impl Shard {
@@ -242,6 +243,7 @@ impl Shard {
             gauges,
             flush_quantiles,
             partitions,
+            groups: self.groups.samples(),
         }
     }
 }
@@ -382,5 +384,6 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             }
         }
     }
+    super::group_coordinator::render(&mut out, snapshots);
     out
 }

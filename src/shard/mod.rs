@@ -12,6 +12,7 @@
 //! log and the controller live on shard 0.
 
 pub mod fetch_sessions;
+pub mod group_coordinator;
 pub mod metrics;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -32,6 +33,7 @@ use crate::partition::flusher::Flusher;
 use crate::partition::{partition_dir, Partition};
 use crate::storage::log::LogOptions;
 use fetch_sessions::FetchSessions;
+use group_coordinator::ShardGroups;
 use metrics::ShardMetrics;
 
 /// A unit of work sent to another shard: runs there with that shard's context.
@@ -68,6 +70,8 @@ pub struct Shard {
     pub clean_start: bool,
     pub fetch_sessions: RefCell<FetchSessions>,
     pub metrics: ShardMetrics,
+    /// Groups of the `__consumer_offsets` partitions this shard owns.
+    pub groups: ShardGroups,
     pub connections: Cell<usize>,
     /// Fired when the metadata image changes (fetch long-polls re-check their partitions).
     pub metadata_event: Event,
@@ -104,6 +108,7 @@ impl Shard {
             clean_start,
             fetch_sessions: RefCell::new(FetchSessions::new(broker.fetch_session_slots())),
             metrics: ShardMetrics::default(),
+            groups: ShardGroups::new(&broker),
             connections: Cell::new(0),
             metadata_event: Event::default(),
             stopping: Cell::new(false),
@@ -328,6 +333,7 @@ impl Shard {
             }
         }
         self.rebalance_cache();
+        group_coordinator::on_metadata(self, &image);
         self.metadata_event.notify();
     }
 

@@ -1,0 +1,55 @@
+//! Helpers the group handlers share: running a group operation on the coordinator shard and
+//! waiting for a JoinGroup/SyncGroup reply there.
+
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+
+use crate::coordinator::group::state::{Effects, GroupReply};
+use crate::protocol::error::ErrorCode;
+use crate::shard::group_coordinator::{apply_effects, Waiter};
+use crate::shard::Shard;
+
+/// Kafka's member id for a new member: `<client.id>-<random UUID>`.
+pub fn new_member_id(client_id: &str) -> String {
+    let bytes = crate::metadata::random_uuid().0;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{client_id}-{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Runs `operation` on group `group` (on the coordinator shard), applies its effects and waits
+/// for the reply it hands to the waiter.
+pub async fn run_parked(
+    shard: &Rc<Shard>,
+    group: &str,
+    create: bool,
+    operation: impl FnOnce(
+        &mut crate::coordinator::group::ClassicGroup<Waiter>,
+        Waiter,
+        &mut Effects<Waiter>,
+    ),
+) -> Result<GroupReply, ErrorCode> {
+    let (waiter, reply) = oneshot::channel();
+    let mut fx = Effects::default();
+    if create {
+        shard
+            .groups
+            .with_group_or_new(group, |g| operation(g, waiter, &mut fx));
+    } else if shard
+        .groups
+        .with_group(group, |g| operation(g, waiter, &mut fx))
+        .is_none()
+    {
+        return Err(ErrorCode::UnknownMemberId);
+    }
+    apply_effects(shard, group, fx);
+    shard.groups.forget_if_unused(group);
+    reply.await.map_err(|_| ErrorCode::CoordinatorNotAvailable)
+}

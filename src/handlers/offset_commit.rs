@@ -1,0 +1,126 @@
+//! OffsetCommit (key 8), versions 2-9: committed offsets are OffsetCommit records appended to
+//! the group's `__consumer_offsets` partition; the response waits until they are durable, and
+//! the group's offsets change only by replaying those records. Members are checked (generation,
+//! member id, static instance); a group with no members takes "simple" commits (generation -1).
+
+use super::{ApiSpec, HandlerError, Reply, Request};
+use crate::coordinator::group::{CommittedOffset, GroupRecord};
+use crate::protocol::error::ErrorCode;
+use crate::protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use crate::protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use crate::protocol::ApiKey;
+use crate::shard::group_coordinator::{commit_error, to_coordinator, write_and_apply};
+
+pub const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::OffsetCommit,
+    min_version: 2,
+    max_version: 9,
+    advertised_min: 2,
+    note: "classic groups and simple (generation -1) commits; durable before the response",
+};
+
+/// One partition of the request: its name, index, and either the offset to write or an error.
+type Item = (String, i32, Result<CommittedOffset, ErrorCode>);
+
+pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
+    let body: OffsetCommitRequest = request.decode()?;
+    let shard = request.shard.clone();
+    let image = shard.metadata();
+    let now = crate::event::now_ms();
+    let max_metadata = shard.broker.offset_metadata_max_bytes();
+    let expire = (request.version <= 4 && body.retention_time_ms >= 0)
+        .then(|| now.saturating_add(body.retention_time_ms));
+    let mut items: Vec<Item> = Vec::new();
+    for topic in &body.topics {
+        let known = image.topic(&topic.name);
+        for p in &topic.partitions {
+            let metadata = p.committed_metadata.clone().unwrap_or_default();
+            let outcome = if !known.is_some_and(|t| {
+                p.partition_index >= 0 && (p.partition_index as usize) < t.partitions.len()
+            }) {
+                Err(ErrorCode::UnknownTopicOrPartition)
+            } else if metadata.len() > max_metadata {
+                Err(ErrorCode::OffsetMetadataTooLarge)
+            } else {
+                Ok(CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata,
+                    commit_timestamp_ms: now,
+                    expire_timestamp_ms: expire,
+                })
+            };
+            items.push((topic.name.clone(), p.partition_index, outcome));
+        }
+    }
+    // Kafka accepts the empty group id here (for old clients' offset storage).
+    let outcome = {
+        let group = body.group_id.clone();
+        let (member, instance, generation) = (
+            body.member_id.clone(),
+            body.group_instance_id.clone(),
+            body.generation_id_or_member_epoch,
+        );
+        let to_write = items.clone();
+        to_coordinator(&shard, &body.group_id, move |shard| async move {
+            let now = crate::event::now_ms();
+            let exists = shard.groups.with_group(&group, |_| ()).is_some();
+            if !exists && generation >= 0 {
+                return Err(ErrorCode::IllegalGeneration);
+            }
+            shard.groups.with_group_or_new(&group, |g| {
+                g.validate_commit(&member, instance.as_deref(), generation, now)
+            })?;
+            let records: Vec<GroupRecord> = to_write
+                .into_iter()
+                .filter_map(|(topic, partition, outcome)| {
+                    outcome.ok().map(|value| GroupRecord::Offset {
+                        group: group.clone(),
+                        topic,
+                        partition,
+                        value: Some(value),
+                    })
+                })
+                .collect();
+            let written = if records.is_empty() {
+                Ok(())
+            } else {
+                write_and_apply(&shard, &group, records)
+                    .await
+                    .map_err(commit_error)
+            };
+            shard.groups.forget_if_unused(&group);
+            written
+        })
+        .await
+    };
+    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+    for (topic, partition, item) in items {
+        let error = match (&item, outcome) {
+            (Err(code), _) => *code,
+            (Ok(_), Err(code)) => code,
+            (Ok(_), Ok(())) => ErrorCode::None,
+        };
+        let entry = match topics.last_mut() {
+            Some(last) if last.name == topic => last,
+            _ => {
+                topics.push(OffsetCommitResponseTopic {
+                    name: topic,
+                    ..Default::default()
+                });
+                topics.last_mut().expect("pushed")
+            }
+        };
+        entry.partitions.push(OffsetCommitResponsePartition {
+            partition_index: partition,
+            error_code: error.code(),
+            ..Default::default()
+        });
+    }
+    request.respond(&OffsetCommitResponse {
+        topics,
+        ..Default::default()
+    })
+}
