@@ -59,6 +59,8 @@ pub struct Segment {
     pub rolled: bool,
     /// End of the bytes written to the file (data, padding or zeros written ahead).
     pub zeroed_end: u64,
+    /// Earliest delete horizon of the tombstones compaction kept here (unknown after a restart).
+    pub tombstone_horizon_ms: Option<i64>,
 }
 
 impl Segment {
@@ -131,6 +133,7 @@ impl Segment {
             appender,
             rolled: false,
             zeroed_end: size,
+            tombstone_horizon_ms: None,
         }
     }
 
