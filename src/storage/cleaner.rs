@@ -103,6 +103,8 @@ pub struct CleanerState {
     pub cleaning: Option<i64>,
     /// Dirty bytes / cleanable bytes at the last plan.
     pub dirty_ratio: f64,
+    /// Counts segments swapped in, so a read spanning awaits notices its positions went stale.
+    pub generation: u64,
 }
 
 /// What one pass did, for metrics and the log line.
@@ -498,7 +500,9 @@ impl Log {
                 producer_tails,
                 options,
             };
-            cell.borrow_mut().cleaner.cleaning = Some(segment.base_offset);
+            if !cell.borrow_mut().start_cleaning(segment) {
+                continue; // removed by retention since the plan
+            }
             let result = clean_segment(cell, segment, &ctx, &mut stats).await;
             cell.borrow_mut().cleaner.cleaning = None;
             if result? {

@@ -83,6 +83,8 @@ impl CachedBatch {
 /// The last cold read, kept so a sequential consumer's next fetch needs no I/O.
 struct ReadAhead {
     segment_base: i64,
+    /// The file read: compaction may replace a segment's file under the same base.
+    file: Rc<DmaFile>,
     file_position: u64,
     data: ReadResult,
 }
@@ -359,6 +361,17 @@ impl Log {
         self.segments.get_mut(&base)
     }
 
+    /// Marks `source` as being cleaned (retention then leaves it alone) if it is still part of
+    /// the log unchanged.
+    pub(crate) fn start_cleaning(&mut self, source: &super::cleaner::SegmentRef) -> bool {
+        let present = self
+            .segments
+            .get(&source.base_offset)
+            .is_some_and(|s| Rc::ptr_eq(&s.file, &source.file));
+        self.cleaner.cleaning = present.then_some(source.base_offset);
+        present
+    }
+
     /// Replaces a segment by its cleaned version (same base and end offsets) unless the segment
     /// changed meanwhile; drops cached bytes and read-ahead of the rewritten range.
     pub(crate) fn install_cleaned(
@@ -580,7 +593,16 @@ impl Log {
         let mut out = BytesMut::new();
         let mut at: Option<(i64, u64)> = None;
         let mut at_least = 0usize;
+        let mut generation = cell.borrow().cleaner.generation;
         loop {
+            let current = cell.borrow().cleaner.generation;
+            if current != generation {
+                // Compaction replaced a segment: file positions taken before are meaningless.
+                if !out.is_empty() {
+                    break;
+                }
+                (at, at_least, generation) = (None, 0, current);
+            }
             let Some(step) = cell.borrow().next_read_step(
                 offset,
                 at,
@@ -599,6 +621,7 @@ impl Log {
                         .map_err(std::io::Error::from)?;
                     let keep = ReadAhead {
                         segment_base: step.segment_base,
+                        file: step.file.clone(),
                         file_position: step.position,
                         data: data.clone(),
                     };
@@ -672,6 +695,7 @@ impl Log {
             let end = start + readahead.data.len() as u64;
             let wanted_end = position + at_least as u64;
             if readahead.segment_base == segment.base_offset
+                && Rc::ptr_eq(&readahead.file, &segment.file)
                 && (start..end).contains(&position)
                 && wanted_end <= end
             {
