@@ -408,6 +408,12 @@ impl Shard {
             dedupe_buffer_bytes: self.broker.cleaner_dedupe_buffer_bytes(),
             ..Default::default()
         };
+        tracing::info!(
+            "shard {}: log cleaner every {} ms, dedupe buffer {} bytes",
+            self.id,
+            interval.as_millis(),
+            options.dedupe_buffer_bytes
+        );
         loop {
             let stopped = self.stop_event.listen();
             if crate::event::listen_with_timeout(stopped, interval).await || self.stopping.get() {
@@ -420,6 +426,19 @@ impl Shard {
                 }
                 match partition.clean(crate::event::now_ms(), &options).await {
                     Ok(stats) => {
+                        if stats.ran {
+                            tracing::info!(
+                                "compacted {}-{}: dirty ratio {:.2}, {} segments rewritten, \
+                                 {} records removed, {} bytes read, {} bytes written",
+                                partition.topic,
+                                partition.index,
+                                stats.dirty_ratio,
+                                stats.segments_cleaned,
+                                stats.records_removed,
+                                stats.bytes_read,
+                                stats.bytes_written
+                            );
+                        }
                         max_ratio = max_ratio.max(stats.dirty_ratio);
                         let m = &self.metrics;
                         ShardMetrics::add(&m.cleaner_runs, stats.ran as u64);
