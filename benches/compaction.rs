@@ -1,5 +1,5 @@
 //! Throughput of the log cleaner: one compaction pass (`Log::clean`) over a log of N keys × M
-//! versions in 1 MiB segments, uncompressed and LZ4-compressed batches of 10 records of 100-byte
+//! versions in 256 KiB segments, uncompressed and LZ4-compressed batches of 10 records of 100-byte
 //! values. Throughput is the size of the log before the pass (the bytes the cleaner reads twice:
 //! once for the key map, once to filter). Building the log is not timed.
 //!
@@ -34,7 +34,7 @@ fn config() -> TopicConfig {
     TopicConfig {
         cleanup_compact: true,
         cleanup_delete: false,
-        segment_bytes: 1 << 20,
+        segment_bytes: 256 << 10,
         min_cleanable_dirty_ratio: 0.0,
         ..TopicConfig::default()
     }
@@ -43,12 +43,20 @@ fn config() -> TopicConfig {
 /// Appends `keys` × `versions` records, version-major (every key once, then again), and seals
 /// every segment but the active one. Returns the log's size in bytes.
 async fn fill(log: &RefCell<Log>, keys: usize, versions: usize, codec: Compression) -> u64 {
-    let value = vec![b'v'; VALUE_BYTES];
     let records = keys * versions;
+    // Pseudo-random values, so compressed batches still fill several segments.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut value = vec![0u8; VALUE_BYTES];
     for first in (0..records).step_by(RECORDS_PER_BATCH) {
         let mut builder = BatchBuilder::new(codec, 0, 1_000);
         for record in first..(first + RECORDS_PER_BATCH).min(records) {
             let key = format!("key-{:08}", record % keys);
+            for byte in value.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = state as u8;
+            }
             builder.append(1_000, Some(key.as_bytes()), Some(&value), &[]);
         }
         let bytes = builder.build().expect("bench batch builds");
