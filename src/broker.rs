@@ -319,6 +319,16 @@ async fn shard_main(
     glommio::spawn_local(shard.flusher.clone().run()).detach();
     glommio::spawn_local(shard.clone().retention_loop()).detach();
     glommio::spawn_local(crate::shard::group_coordinator::run(shard.clone())).detach();
+    if broker.cleaner_enable() {
+        let queue = glommio::executor().create_task_queue(
+            glommio::Shares::Static(broker.cleaner_shares()),
+            glommio::Latency::NotImportant,
+            "cleaner",
+        );
+        glommio::spawn_local_into(shard.clone().cleaner_loop(), queue)
+            .map_err(|e| format!("starting the log cleaner: {e}"))?
+            .detach();
+    }
     if id != 0 {
         shard.wait_for_exit().await;
         return Ok(());

@@ -202,6 +202,14 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "Largest request frame; a larger one closes the connection before anything is allocated." },
     ConfigDef { name: "log.retention.check.interval.ms", kind: ConfigKind::Long, default: "30000", check: positive,
         doc: "How often retention runs on every partition." },
+    ConfigDef { name: "log.cleaner.enable", kind: ConfigKind::Boolean, default: "true", check: boolean,
+        doc: "Run the log cleaner (compaction of cleanup.policy=compact topics) on every shard." },
+    ConfigDef { name: "log.cleaner.backoff.ms", kind: ConfigKind::Long, default: "15000", check: positive,
+        doc: "Pause of a shard's cleaner between passes over its compacted partitions." },
+    ConfigDef { name: "log.cleaner.dedupe.buffer.size", kind: ConfigKind::Long, default: "134217728", check: positive,
+        doc: "Bytes of the key → offset map of one cleaning pass, per shard (keys plus ~48 bytes each); a log whose dirty keys do not fit is cleaned over several passes." },
+    ConfigDef { name: "weir.cleaner.shares", kind: ConfigKind::Int, default: "100", check: positive,
+        doc: "glommio shares of each shard's cleaner task queue (request handling has 1000): the cleaner's CPU share when the shard is busy." },
     ConfigDef { name: "max.incremental.fetch.session.cache.slots", kind: ConfigKind::Int, default: "1000",
         check: non_negative, doc: "Fetch sessions kept per shard." },
     ConfigDef { name: "fetch.max.bytes", kind: ConfigKind::Int, default: "57671680", check: positive,
@@ -463,6 +471,18 @@ impl BrokerConfig {
     pub fn retention_check_interval_ms(&self) -> u64 {
         self.get_i64("log.retention.check.interval.ms") as u64
     }
+    pub fn cleaner_enable(&self) -> bool {
+        self.get_bool("log.cleaner.enable")
+    }
+    pub fn cleaner_backoff_ms(&self) -> u64 {
+        self.get_i64("log.cleaner.backoff.ms") as u64
+    }
+    pub fn cleaner_dedupe_buffer_bytes(&self) -> usize {
+        self.get_i64("log.cleaner.dedupe.buffer.size") as usize
+    }
+    pub fn cleaner_shares(&self) -> usize {
+        self.get_i64("weir.cleaner.shares") as usize
+    }
     pub fn fetch_session_slots(&self) -> usize {
         self.get_i64("max.incremental.fetch.session.cache.slots") as usize
     }
@@ -644,6 +664,9 @@ pub struct TopicConfig {
     pub cleanup_delete: bool,
     pub cleanup_compact: bool,
     pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
     pub flush_ms: i64,
     pub index_interval_bytes: u32,
     pub max_message_bytes: i32,
@@ -690,6 +713,9 @@ impl TopicConfig {
             cleanup_delete: policy.split(',').any(|p| p.trim() == "delete"),
             cleanup_compact: policy.split(',').any(|p| p.trim() == "compact"),
             delete_retention_ms: long("delete.retention.ms"),
+            min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+            min_compaction_lag_ms: long("min.compaction.lag.ms"),
+            max_compaction_lag_ms: long("max.compaction.lag.ms"),
             flush_ms: long("flush.ms"),
             index_interval_bytes: long("index.interval.bytes").clamp(0, u32::MAX as i64) as u32,
             max_message_bytes: long("max.message.bytes").clamp(0, i32::MAX as i64) as i32,

@@ -509,6 +509,22 @@ impl Partition {
         count
     }
 
+    /// Runs one compaction pass on this partition's log if it needs one (see
+    /// `storage::cleaner`). The last batch of every known producer keeps its header.
+    pub async fn clean(
+        &self,
+        now_ms: i64,
+        options: &crate::storage::cleaner::CleanerOptions,
+    ) -> std::io::Result<crate::storage::cleaner::CleanStats> {
+        let tails: std::collections::HashSet<(i64, i64)> = self
+            .producers
+            .borrow()
+            .entries()
+            .filter_map(|e| e.batches.back().map(|b| (e.producer_id, b.last_offset)))
+            .collect();
+        Log::clean(&self.log, now_ms, options, &tails).await
+    }
+
     /// Forgets idle producers.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
         self.producers.borrow_mut().expire(now_ms, expiration_ms)

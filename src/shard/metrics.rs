@@ -41,6 +41,13 @@ pub struct ShardMetrics {
     pub frames_rejected: Cell<u64>,
     pub cross_shard_messages: Cell<u64>,
     pub retention_segments_deleted: Cell<u64>,
+    pub cleaner_runs: Cell<u64>,
+    pub cleaner_bytes_read: Cell<u64>,
+    pub cleaner_bytes_written: Cell<u64>,
+    pub cleaner_segments_cleaned: Cell<u64>,
+    pub cleaner_records_removed: Cell<u64>,
+    /// Largest dirty ratio over the shard's compacted partitions at the cleaner's last check.
+    pub cleaner_max_dirty_ratio: Cell<f64>,
 }
 
 impl ShardMetrics {
@@ -182,6 +189,31 @@ impl Shard {
                 "Segments deleted by retention",
                 m.retention_segments_deleted.get(),
             ),
+            (
+                "weir_cleaner_runs_total",
+                "Compaction passes run",
+                m.cleaner_runs.get(),
+            ),
+            (
+                "weir_cleaner_bytes_read_total",
+                "Bytes read by the log cleaner",
+                m.cleaner_bytes_read.get(),
+            ),
+            (
+                "weir_cleaner_bytes_written_total",
+                "Bytes of cleaned segments written",
+                m.cleaner_bytes_written.get(),
+            ),
+            (
+                "weir_cleaner_segments_cleaned_total",
+                "Segments rewritten by compaction",
+                m.cleaner_segments_cleaned.get(),
+            ),
+            (
+                "weir_cleaner_records_removed_total",
+                "Records removed by compaction",
+                m.cleaner_records_removed.get(),
+            ),
         ];
         let gauges = vec![
             (
@@ -203,6 +235,11 @@ impl Shard {
                 "weir_partitions",
                 "Partitions owned by the shard",
                 self.partitions.borrow().len() as f64,
+            ),
+            (
+                "weir_cleaner_max_dirty_ratio",
+                "Largest dirty ratio (dirty bytes / cleanable bytes) of the shard's compacted partitions",
+                m.cleaner_max_dirty_ratio.get(),
             ),
         ];
         let flush_quantiles = flusher

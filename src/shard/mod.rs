@@ -405,6 +405,65 @@ impl Shard {
         }
     }
 
+    /// Compacts this shard's `cleanup.policy=compact` partitions every `log.cleaner.backoff.ms`.
+    /// Spawned into the shard's cleaner task queue (`weir.cleaner.shares`), so request handling
+    /// keeps its share of the core while a pass runs.
+    pub async fn cleaner_loop(self: Rc<Self>) {
+        let interval = std::time::Duration::from_millis(self.broker.cleaner_backoff_ms());
+        let options = crate::storage::cleaner::CleanerOptions {
+            dedupe_buffer_bytes: self.broker.cleaner_dedupe_buffer_bytes(),
+            ..Default::default()
+        };
+        tracing::info!(
+            "shard {}: log cleaner every {} ms, dedupe buffer {} bytes",
+            self.id,
+            interval.as_millis(),
+            options.dedupe_buffer_bytes
+        );
+        loop {
+            let stopped = self.stop_event.listen();
+            if crate::event::listen_with_timeout(stopped, interval).await || self.stopping.get() {
+                return;
+            }
+            let mut max_ratio: f64 = 0.0;
+            for partition in self.partitions() {
+                if !partition.config().cleanup_compact || self.stopping.get() {
+                    continue;
+                }
+                match partition.clean(crate::event::now_ms(), &options).await {
+                    Ok(stats) => {
+                        if stats.ran {
+                            tracing::info!(
+                                "compacted {}-{}: dirty ratio {:.2}, {} segments rewritten, \
+                                 {} records removed, {} bytes read, {} bytes written",
+                                partition.topic,
+                                partition.index,
+                                stats.dirty_ratio,
+                                stats.segments_cleaned,
+                                stats.records_removed,
+                                stats.bytes_read,
+                                stats.bytes_written
+                            );
+                        }
+                        max_ratio = max_ratio.max(stats.dirty_ratio);
+                        let m = &self.metrics;
+                        ShardMetrics::add(&m.cleaner_runs, stats.ran as u64);
+                        ShardMetrics::add(&m.cleaner_bytes_read, stats.bytes_read);
+                        ShardMetrics::add(&m.cleaner_bytes_written, stats.bytes_written);
+                        ShardMetrics::add(&m.cleaner_segments_cleaned, stats.segments_cleaned);
+                        ShardMetrics::add(&m.cleaner_records_removed, stats.records_removed);
+                    }
+                    Err(error) => tracing::warn!(
+                        "cleaning {}-{} failed (retried next pass): {error}",
+                        partition.topic,
+                        partition.index
+                    ),
+                }
+            }
+            self.metrics.cleaner_max_dirty_ratio.set(max_ratio);
+        }
+    }
+
     /// Clean shutdown of this shard's partitions: flush, seal indexes, snapshot producers.
     pub async fn close_partitions(&self) {
         self.flusher.stop();

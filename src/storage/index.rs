@@ -145,6 +145,11 @@ impl TimeIndex {
 
     /// The offset to start looking from for the first record with timestamp ≥ `target`: the
     /// entry with the largest timestamp < target, else the segment start (Kafka's lookup).
+    /// Timestamp of the first entry (the first batch's largest timestamp).
+    pub fn first_timestamp(&self) -> Option<i64> {
+        self.entries.first().map(|&(timestamp, _)| timestamp)
+    }
+
     pub fn lookup(&self, target: i64) -> i64 {
         let index = self
             .entries

@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::io::{DmaFile, ReadResult};
 
 use super::appender::{self, Appender, FlushWork};
+use super::cleaner::CleanerState;
 use super::segment::{self, blocking, write_file_synced, BatchSummary, Segment};
 use crate::config::TopicConfig;
 use crate::records::batch::{self, BatchHeader};
@@ -82,6 +83,8 @@ impl CachedBatch {
 /// The last cold read, kept so a sequential consumer's next fetch needs no I/O.
 struct ReadAhead {
     segment_base: i64,
+    /// The file read: compaction may replace a segment's file under the same base.
+    file: Rc<DmaFile>,
     file_position: u64,
     data: ReadResult,
 }
@@ -112,6 +115,8 @@ pub struct Log {
     readahead: Option<ReadAhead>,
     /// Batches validated by recovery in the last segment(s), for rebuilding producer state.
     pub recovered: Vec<BatchSummary>,
+    /// Compaction progress (`super::cleaner`).
+    pub cleaner: CleanerState,
 }
 
 /// Statistics of opening a log, for the recovery log line.
@@ -134,9 +139,18 @@ impl Log {
         now_ms: i64,
     ) -> std::io::Result<(Log, OpenReport)> {
         let dir_owned = dir.to_path_buf();
-        let bases = blocking(move || prepare_dir(&dir_owned)).await?;
+        let (bases, notes) = blocking(move || {
+            let notes = if dir_owned.exists() {
+                super::cleaner::recover_cleaning(&dir_owned)?
+            } else {
+                Vec::new()
+            };
+            Ok((prepare_dir(&dir_owned)?, notes))
+        })
+        .await?;
         let mut report = OpenReport {
             segments: bases.len(),
+            notes,
             ..Default::default()
         };
         let checkpoint = read_log_start_checkpoint(dir);
@@ -155,6 +169,7 @@ impl Log {
             cache_limit: 0,
             readahead: None,
             recovered: Vec::new(),
+            cleaner: CleanerState::default(),
         };
         if bases.is_empty() {
             let base = checkpoint.unwrap_or(0).max(0);
@@ -336,6 +351,55 @@ impl Log {
             .collect()
     }
 
+    /// Segments oldest first (the cleaner's view).
+    pub(crate) fn segments_iter(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.values()
+    }
+
+    pub(crate) fn segment_bases(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    pub(crate) fn segment_mut(&mut self, base: i64) -> Option<&mut Segment> {
+        self.segments.get_mut(&base)
+    }
+
+    /// Marks `source` as being cleaned (retention then leaves it alone) if it is still part of
+    /// the log unchanged.
+    pub(crate) fn start_cleaning(&mut self, source: &super::cleaner::SegmentRef) -> bool {
+        let present = self
+            .segments
+            .get(&source.base_offset)
+            .is_some_and(|s| Rc::ptr_eq(&s.file, &source.file));
+        self.cleaner.cleaning = present.then_some(source.base_offset);
+        present
+    }
+
+    /// Replaces a segment by its cleaned version (same base and end offsets) unless the segment
+    /// changed meanwhile; drops cached bytes and read-ahead of the rewritten range.
+    pub(crate) fn install_cleaned(
+        &mut self,
+        cleaned: Segment,
+        source: &super::cleaner::SegmentRef,
+    ) {
+        let base = cleaned.base_offset;
+        let Some(current) = self.segments.get(&base) else {
+            return;
+        };
+        if !Rc::ptr_eq(&current.file, &source.file) {
+            return;
+        }
+        self.segments.insert(base, cleaned);
+        if self
+            .readahead
+            .as_ref()
+            .is_some_and(|r| r.segment_base == base)
+        {
+            self.readahead = None;
+        }
+        self.drop_cache_below(source.next_offset);
+    }
+
     fn active(&self) -> &Segment {
         self.segments
             .values()
@@ -374,8 +438,15 @@ impl Log {
             return false;
         }
         let too_big = active.size + incoming as u64 > self.config.segment_bytes;
-        let too_old =
-            now_ms - active.created_ms > self.config.segment_ms - self.config.segment_jitter_ms;
+        // Compacted logs also roll by max.compaction.lag.ms, so old records become cleanable.
+        let max_age_ms = if self.config.cleanup_compact {
+            self.config
+                .segment_ms
+                .min(self.config.max_compaction_lag_ms)
+        } else {
+            self.config.segment_ms
+        };
+        let too_old = now_ms - active.created_ms > max_age_ms - self.config.segment_jitter_ms;
         let index_full = active.index.size_bytes() + super::index::OFFSET_ENTRY_LEN
             > self.config.segment_index_bytes as usize
             || active.time_index.len() * super::index::TIME_ENTRY_LEN
@@ -525,7 +596,16 @@ impl Log {
         let mut out = BytesMut::new();
         let mut at: Option<(i64, u64)> = None;
         let mut at_least = 0usize;
+        let mut generation = cell.borrow().cleaner.generation;
         loop {
+            let current = cell.borrow().cleaner.generation;
+            if current != generation {
+                // Compaction replaced a segment: file positions taken before are meaningless.
+                if !out.is_empty() {
+                    break;
+                }
+                (at, at_least, generation) = (None, 0, current);
+            }
             let Some(step) = cell.borrow().next_read_step(
                 offset,
                 at,
@@ -544,6 +624,7 @@ impl Log {
                         .map_err(std::io::Error::from)?;
                     let keep = ReadAhead {
                         segment_base: step.segment_base,
+                        file: step.file.clone(),
                         file_position: step.position,
                         data: data.clone(),
                     };
@@ -617,6 +698,7 @@ impl Log {
             let end = start + readahead.data.len() as u64;
             let wanted_end = position + at_least as u64;
             if readahead.segment_base == segment.base_offset
+                && Rc::ptr_eq(&readahead.file, &segment.file)
                 && (start..end).contains(&position)
                 && wanted_end <= end
             {
@@ -804,7 +886,10 @@ impl Log {
         let mut victims = Vec::new();
         let mut total: u64 = self.size_bytes();
         while let Some((&base, oldest)) = self.segments.iter().next() {
-            if !oldest.is_sealed() || self.segments.len() == 1 {
+            if !oldest.is_sealed()
+                || self.segments.len() == 1
+                || self.cleaner.cleaning == Some(base)
+            {
                 break;
             }
             let below_start = oldest.next_offset <= self.log_start_offset;

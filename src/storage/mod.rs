@@ -8,10 +8,13 @@
 //! Owned by one shard: nothing here is `Send`.
 
 pub mod appender;
+pub mod cleaner;
 pub mod index;
 pub mod log;
 pub mod segment;
 
+#[cfg(test)]
+mod cleaner_tests;
 #[cfg(test)]
 mod tests;
 

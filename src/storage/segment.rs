@@ -61,6 +61,8 @@ pub struct Segment {
     pub zeroed_end: u64,
     /// Zeros being written ahead of the appends, off the commit path.
     pub zero_fill: Option<ZeroFill>,
+    /// Earliest delete horizon of the tombstones compaction kept here (unknown after a restart).
+    pub tombstone_horizon_ms: Option<i64>,
 }
 
 /// A zero-fill ahead of the appends, running in the background: `[start, zeroed_end)` of the
@@ -148,6 +150,7 @@ impl Segment {
             rolled: false,
             zeroed_end: size,
             zero_fill: None,
+            tombstone_horizon_ms: None,
         }
     }
 
