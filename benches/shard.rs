@@ -121,7 +121,18 @@ fn stop_shards(executor: LocalExecutor, shard: Rc<Shard>, remote: std::thread::J
             .submit_to(1, |remote_shard| async move { remote_shard.request_exit() })
             .await;
     });
-    remote.join().expect("shard 1 thread");
+    // Join with a bound: the second executor pair (spin_before_park) has been seen, rarely, to
+    // stay parked after its exit was requested (a wake-up lost by glommio while spinning, not yet
+    // root-caused). The measurements are complete by now; a stuck thread ends with the process.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !remote.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if remote.is_finished() {
+        remote.join().expect("shard 1 thread");
+    } else {
+        eprintln!("shard 1 did not exit within 10 s of being asked; leaving its thread behind");
+    }
 }
 
 fn cross_shard(criterion: &mut Criterion) {
