@@ -274,70 +274,58 @@ impl Client {
         };
         let response: OffsetFetchResponse =
             connection.request(key, version, &request, Duration::ZERO)?;
-        let mut out = Vec::new();
-        if version >= 8 {
+        // v8+ answers per group, older versions at the top level: the same fields either way.
+        type Row = (i32, i64, i32, Option<String>, i16);
+        let (group_error, topics): (i16, Vec<(String, Vec<Row>)>) = if version >= 8 {
             let Some(answer) = response.groups.into_iter().find(|g| g.group_id == group) else {
                 return Err(self.missing(key, &format!("group '{group}'")));
             };
-            check(
-                key.name(),
-                || format!("group '{group}'"),
-                answer.error_code,
-                None,
-            )?;
-            for topic in answer.topics {
-                for p in topic.partitions {
-                    check(
-                        key.name(),
-                        || {
-                            format!(
-                                "group '{group}' topic '{}' partition {}",
-                                topic.name, p.partition_index
-                            )
-                        },
+            let topics = answer.topics.into_iter().map(|t| {
+                let rows = t.partitions.into_iter().map(|p| {
+                    (
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        p.metadata,
                         p.error_code,
-                        None,
-                    )?;
-                    if p.committed_offset >= 0 {
-                        out.push(CommittedOffset {
-                            topic: topic.name.clone(),
-                            partition: p.partition_index,
-                            offset: p.committed_offset,
-                            leader_epoch: p.committed_leader_epoch,
-                            metadata: p.metadata,
-                        });
-                    }
-                }
-            }
+                    )
+                });
+                (t.name, rows.collect())
+            });
+            (answer.error_code, topics.collect())
         } else {
-            check(
-                key.name(),
-                || format!("group '{group}'"),
-                response.error_code,
-                None,
-            )?;
-            for topic in response.topics {
-                for p in topic.partitions {
-                    check(
-                        key.name(),
-                        || {
-                            format!(
-                                "group '{group}' topic '{}' partition {}",
-                                topic.name, p.partition_index
-                            )
-                        },
+            let topics = response.topics.into_iter().map(|t| {
+                let rows = t.partitions.into_iter().map(|p| {
+                    (
+                        p.partition_index,
+                        p.committed_offset,
+                        p.committed_leader_epoch,
+                        p.metadata,
                         p.error_code,
-                        None,
-                    )?;
-                    if p.committed_offset >= 0 {
-                        out.push(CommittedOffset {
-                            topic: topic.name.clone(),
-                            partition: p.partition_index,
-                            offset: p.committed_offset,
-                            leader_epoch: p.committed_leader_epoch,
-                            metadata: p.metadata,
-                        });
-                    }
+                    )
+                });
+                (t.name, rows.collect())
+            });
+            (response.error_code, topics.collect())
+        };
+        check(key.name(), || format!("group '{group}'"), group_error, None)?;
+        let mut out = Vec::new();
+        for (topic, rows) in topics {
+            for (partition, offset, leader_epoch, metadata, error_code) in rows {
+                check(
+                    key.name(),
+                    || format!("group '{group}' topic '{topic}' partition {partition}"),
+                    error_code,
+                    None,
+                )?;
+                if offset >= 0 {
+                    out.push(CommittedOffset {
+                        topic: topic.clone(),
+                        partition,
+                        offset,
+                        leader_epoch,
+                        metadata,
+                    });
                 }
             }
         }

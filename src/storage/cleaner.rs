@@ -41,7 +41,7 @@ use futures::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriterBuilder, OpenOptions, ReadResult};
 
 use super::log::Log;
-use super::segment::{self, blocking, write_file_synced, BatchSummary, Segment};
+use super::segment::{self, blocking, read_checkpoint, write_checkpoint, BatchSummary, Segment};
 use crate::records::batch::{
     self, BatchError, BatchHeader, BATCH_HEADER_LEN, DELETE_HORIZON_MASK, LOG_OVERHEAD,
     TIMESTAMP_TYPE_MASK,
@@ -793,23 +793,4 @@ pub fn recover_cleaning(dir: &Path) -> std::io::Result<Vec<String>> {
 
 fn invalid_data(error: BatchError) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string())
-}
-
-/// Reads a checkpoint file: the offset in decimal and its CRC-32 (IEEE) in hex, one per line.
-pub fn read_checkpoint(path: &Path) -> Option<i64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines();
-    let offset_text = lines.next()?;
-    let crc = u32::from_str_radix(lines.next()?, 16).ok()?;
-    (crc32fast::hash(offset_text.as_bytes()) == crc)
-        .then(|| offset_text.parse().ok())
-        .flatten()
-}
-
-pub fn write_checkpoint(path: &Path, offset: i64) -> std::io::Result<()> {
-    let text = format!(
-        "{offset}\n{:08x}\n",
-        crc32fast::hash(offset.to_string().as_bytes())
-    );
-    write_file_synced(path, text.as_bytes())
 }

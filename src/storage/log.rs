@@ -946,11 +946,7 @@ impl Log {
             let log = cell.borrow();
             (log.dir.join(LOG_START_CHECKPOINT), log.log_start_offset)
         };
-        let text = format!(
-            "{offset}\n{:08x}\n",
-            crc32fast::hash(offset.to_string().as_bytes())
-        );
-        blocking(move || write_file_synced(&path, text.as_bytes())).await
+        blocking(move || segment::write_checkpoint(&path, offset)).await
     }
 
     /// Clean shutdown: everything flushed, the active segment trimmed and its indexes written, so
@@ -1199,13 +1195,7 @@ fn prepare_dir(dir: &Path) -> std::io::Result<Vec<i64>> {
 }
 
 fn read_log_start_checkpoint(dir: &Path) -> Option<i64> {
-    let text = std::fs::read_to_string(dir.join(LOG_START_CHECKPOINT)).ok()?;
-    let mut lines = text.lines();
-    let offset_text = lines.next()?;
-    let crc = u32::from_str_radix(lines.next()?, 16).ok()?;
-    (crc32fast::hash(offset_text.as_bytes()) == crc)
-        .then(|| offset_text.parse().ok())
-        .flatten()
+    segment::read_checkpoint(&dir.join(LOG_START_CHECKPOINT))
 }
 
 /// Deletes a segment's files.

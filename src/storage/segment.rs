@@ -353,6 +353,26 @@ pub async fn blocking<T: Send + 'static>(
     glommio::executor().spawn_blocking(work).await
 }
 
+/// Reads a checkpoint file: the offset in decimal and its CRC-32 (IEEE) in hex, one per line.
+pub fn read_checkpoint(path: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let offset_text = lines.next()?;
+    let crc = u32::from_str_radix(lines.next()?, 16).ok()?;
+    (crc32fast::hash(offset_text.as_bytes()) == crc)
+        .then(|| offset_text.parse().ok())
+        .flatten()
+}
+
+/// Writes a checkpoint file (see [`read_checkpoint`]) and syncs it.
+pub fn write_checkpoint(path: &Path, offset: i64) -> std::io::Result<()> {
+    let text = format!(
+        "{offset}\n{:08x}\n",
+        crc32fast::hash(offset.to_string().as_bytes())
+    );
+    write_file_synced(path, text.as_bytes())
+}
+
 /// Writes a file atomically: temp file, fsync, rename, fsync of the directory.
 pub fn write_file_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
