@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use glommio::sync::Semaphore;
 
 use super::{
     random_uuid, validate_topic_name, MetadataImage, MetadataRecord, RESOURCE_BROKER,
@@ -487,7 +486,8 @@ fn diff_configs(
 pub struct Controller {
     log: RefCell<Log>,
     image: RefCell<Arc<MetadataImage>>,
-    lock: Semaphore,
+    /// Serializes changes in the order they were asked for.
+    lock: crate::event::OrderedLock,
     pub broker: Arc<BrokerConfig>,
     producer_ids: Cell<(i64, i64)>,
 }
@@ -566,7 +566,7 @@ impl Controller {
         Ok(Controller {
             log,
             image: RefCell::new(Arc::new(image)),
-            lock: Semaphore::new(1),
+            lock: crate::event::OrderedLock::new(),
             broker,
             producer_ids: Cell::new((next, next)),
         })
@@ -583,7 +583,7 @@ impl Controller {
         plan: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), ApiError>,
     ) -> Result<(Arc<MetadataImage>, T), ApiError> {
         let _permit =
-            self.lock.acquire_permit(1).await.map_err(|_| {
+            self.lock.lock().await.map_err(|_| {
                 ApiError::new(ErrorCode::NotController, "controller is shutting down")
             })?;
         let current = self.image();
@@ -653,7 +653,7 @@ impl Controller {
 
     /// Flushes and closes the metadata log (clean shutdown).
     pub async fn close(&self) -> std::io::Result<()> {
-        let _permit = self.lock.acquire_permit(1).await;
+        let _permit = self.lock.lock().await;
         Log::close(&self.log, crate::event::now_ms()).await
     }
 }

@@ -73,6 +73,12 @@ impl Flusher {
         }
     }
 
+    /// Fires when unflushed bytes drop (tests order wake-ups against it).
+    #[cfg(test)]
+    pub fn space_event(&self) -> &Event {
+        &self.space
+    }
+
     pub fn unflushed_bytes(&self) -> u64 {
         self.unflushed_bytes.get()
     }

@@ -77,7 +77,8 @@ pub struct Partition {
     pub topic_id: Uuid,
     leader_epoch: Cell<i32>,
     pub log: RefCell<Log>,
-    append_lock: Semaphore,
+    /// Orders appends: granted in the order the requests reached this shard.
+    append_lock: crate::event::OrderedLock,
     flush_lock: Semaphore,
     producers: RefCell<ProducerStateTable>,
     high_watermark: Cell<i64>,
@@ -119,7 +120,7 @@ impl Partition {
             topic_id,
             leader_epoch: Cell::new(leader_epoch),
             log: RefCell::new(log),
-            append_lock: Semaphore::new(1),
+            append_lock: crate::event::OrderedLock::new(),
             flush_lock: Semaphore::new(1),
             producers: RefCell::new(producers),
             high_watermark: Cell::new(end),
@@ -187,7 +188,7 @@ impl Partition {
         // happens inside it, so a later request cannot overtake an earlier one.
         let _permit = self
             .append_lock
-            .acquire_permit(1)
+            .lock()
             .await
             .map_err(|_| PartitionError::code(ErrorCode::NotLeaderOrFollower))?;
         flusher.reserve().await;
@@ -557,7 +558,7 @@ impl Partition {
 
     /// Clean shutdown: flush, seal the active segment's indexes, snapshot producer state.
     pub async fn close(&self) -> std::io::Result<()> {
-        let _append = self.append_lock.acquire_permit(1).await;
+        let _append = self.append_lock.lock().await;
         let _flush = self.flush_lock.acquire_permit(1).await;
         let closed = Log::close(&self.log, crate::event::now_ms()).await;
         if closed.is_ok() {
@@ -682,3 +683,6 @@ fn prune_snapshots(dir: &Path, keep: usize) {
         let _ = std::fs::remove_file(dir.join(segment::file_name(*offset, "snapshot")));
     }
 }
+
+#[cfg(test)]
+mod tests;

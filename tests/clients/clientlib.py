@@ -293,3 +293,19 @@ def by_partition(records):
 def payload(record):
     """What a producer controls: (key, value, headers)."""
     return (record.key, record.value, [(k, v) for k, v in record.headers])
+
+
+def assert_same_sequence(got, want, what):
+    """Compares two long sequences and, when they differ, says where and how (the first differing
+    index, the lengths, whether it is only a reordering) instead of printing both in full."""
+    got, want = list(got), list(want)
+    if got == want:
+        return
+    first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    reordered = len(got) == len(want) and sorted(got) == sorted(want)
+    def short(items):
+        return repr(items[first])[:80] if first < len(items) else "nothing"
+    raise AssertionError(
+        "%s: %d items, expected %d; first difference at index %d (got %s, expected %s)%s"
+        % (what, len(got), len(want), first, short(got), short(want),
+           "; the same items in another order" if reordered else ""))

@@ -21,7 +21,8 @@ from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.record.memory_records import MemoryRecordsBuilder
 
-from clientlib import (CREATE_TIME, LOG_APPEND_TIME, NODE_ID, by_partition, ck_read,
+from clientlib import (CREATE_TIME, LOG_APPEND_TIME, NODE_ID, assert_same_sequence, by_partition,
+                       ck_read,
                        kafka_partition_for, kp_admin, kp_check, kp_create, kp_flush_acks0,
                        kp_producer, kp_read, murmur2, now_ms, payload, unique, wait_for)
 
@@ -659,7 +660,7 @@ def test_rolled_segments_are_read_searched_and_trimmed(admin):
     producer.close()
     for read in (kp_read, ck_read):
         records = read(topic, 1, count)
-        assert [r.value for r in records] == values, read.__name__
+        assert_same_sequence([r.value for r in records], values, read.__name__)
     tp = TopicPartition(topic, 0)
     consumer = kafka.KafkaConsumer(bootstrap_servers=admin.config["bootstrap_servers"])
     try:
@@ -676,8 +677,8 @@ def test_rolled_segments_are_read_searched_and_trimmed(admin):
         consumer.close()
     for read in (kp_read, ck_read):
         records = read(topic, 1, count - 2500)
-        assert [(r.offset, r.value) for r in records] == \
-            [(i, values[i]) for i in range(2500, count)], read.__name__
+        assert_same_sequence([(r.offset, r.value) for r in records],
+                             [(i, values[i]) for i in range(2500, count)], read.__name__)
 
 
 def test_idempotent_producer_writes_each_record_once_in_order(admin):
