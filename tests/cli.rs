@@ -744,3 +744,46 @@ fn cluster_info_names_the_broker_and_counts_topics() {
     weir(&broker, &["produce", "ghost", "--value", "v"])
         .fails_with("create it with `weir topic create ghost`");
 }
+
+#[test]
+fn the_groups_bench_joins_rebalances_commits_and_cleans_up() {
+    let broker = Broker::start(&["group.initial.rebalance.delay.ms=0"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("groups.json");
+    let run = weir(
+        &broker,
+        &[
+            "bench",
+            "groups",
+            "--members",
+            "4",
+            "--commit-duration",
+            "1s",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let printed = run.ok();
+    assert!(
+        printed.contains("member 4 joins a stable group"),
+        "{printed}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report"))
+            .expect("valid JSON");
+    assert_eq!(report["members"], 4);
+    assert!(report["commits"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["join_to_stable_ms"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["commit_latency"]["p99_us"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    // The bench removes its group and topic.
+    let groups = weir(&broker, &["group", "list"]).ok();
+    assert!(!groups.contains("weir-bench-group"), "{groups}");
+    let topics = weir(&broker, &["topic", "list"]).ok();
+    assert!(!topics.contains("weir-bench-groups"), "{topics}");
+}

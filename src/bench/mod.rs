@@ -2,9 +2,10 @@
 //! (raw O_DIRECT write, fdatasync, loopback TCP) measured in the same run, so every figure is
 //! reported beside what the machine can do.
 //!
-//! Subcommands: `produce`, `consume`, `e2e` (one workload each), `ceilings` (the machine only)
-//! and `suite` (the whole set the benchmark report uses: ceilings, produce acks=1, produce
-//! acks=all, consume of the acks=1 data, e2e at 20 MB/s acks=all). A run either targets a broker
+//! Subcommands: `produce`, `consume`, `e2e` (one workload each), `ceilings` (the machine only),
+//! `groups` (the group coordinator, see [`groups`]) and `suite` (the whole set the benchmark
+//! report uses: ceilings, produce acks=1, produce acks=all, consume of the acks=1 data, e2e at
+//! 20 MB/s acks=all). A run either targets a broker
 //! already running (`--bootstrap`, and `--broker-pid` for its CPU) or starts one
 //! (`--spawn-broker`). `--json FILE` writes every figure; `--repeat N` repeats the run and
 //! reports medians.
@@ -16,6 +17,7 @@
 pub mod broker_process;
 pub mod ceilings;
 pub mod cpu;
+pub mod groups;
 pub mod machine;
 pub mod metrics_scrape;
 pub mod progress;
@@ -50,6 +52,9 @@ pub enum BenchCommand {
     /// Everything the benchmark report needs: ceilings, produce acks=1 and acks=all, consume of
     /// the acks=1 data, e2e at a fixed rate with acks=all.
     Suite(Box<SuiteArgs>),
+    /// The group coordinator: a group of N members joining, rebalancing for one more member, and
+    /// committing offsets (lean protocol-level members, no librdkafka).
+    Groups(Box<groups::GroupsArgs>),
 }
 
 /// Which broker to load, and how to see its CPU.
@@ -292,6 +297,7 @@ pub struct SuiteArgs {
 pub fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Ceilings(args) => run_ceilings(&args.report),
+        BenchCommand::Groups(args) => groups::run(*args),
         #[cfg(feature = "bench")]
         other => session::run(other),
         #[cfg(not(feature = "bench"))]

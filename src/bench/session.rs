@@ -32,7 +32,9 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Consume(a) => (&a.broker, &a.report),
         BenchCommand::E2e(a) => (&a.broker, &a.report),
         BenchCommand::Suite(a) => (&a.broker, &a.report),
-        BenchCommand::Ceilings(_) => unreachable!("ceilings run without a session"),
+        BenchCommand::Ceilings(_) | BenchCommand::Groups(_) => {
+            unreachable!("ceilings and groups run without a session")
+        }
     };
     std::fs::create_dir_all(&report_args.data_dir)
         .map_err(|e| format!("creating {}: {e}", report_args.data_dir.display()))?;
@@ -89,7 +91,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             BenchCommand::Consume(a) => keep(consume_command(&context, a)).into_iter().collect(),
             BenchCommand::E2e(a) => keep(e2e_command(&context, a)).into_iter().collect(),
             BenchCommand::Suite(a) => suite(&context, a, repeat, &mut keep),
-            BenchCommand::Ceilings(_) => unreachable!(),
+            BenchCommand::Ceilings(_) | BenchCommand::Groups(_) => unreachable!(),
         };
         let targets = ceilings
             .as_ref()
