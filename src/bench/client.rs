@@ -203,6 +203,8 @@ pub struct ProducerSpec {
     pub settings: Vec<(&'static str, String)>,
     /// Explicit round-robin partitioning (else librdkafka's partitioner for null keys).
     pub round_robin: bool,
+    /// Distinct keys to cycle through; `None`: null keys.
+    pub keys: Option<u64>,
     pub rate: Rate,
     /// Records this thread sends; `None`: until `stop`.
     pub records: Option<u64>,
@@ -322,8 +324,15 @@ pub fn run_producer(
             payload[..8].copy_from_slice(&unix_nanos().to_le_bytes());
         }
         let opaque = started.elapsed().as_nanos() as usize;
-        let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&spec.topic, opaque)
+        let key = spec.keys.map(|keys| {
+            let n = (sent * thread_count as u64 + thread_index as u64) % keys.max(1);
+            format!("key-{n:08}")
+        });
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&spec.topic, opaque)
             .payload(&payload[..]);
+        if let Some(key) = &key {
+            record = record.key(key.as_bytes());
+        }
         if spec.round_robin {
             record = record.partition(partition);
             partition = (partition + 1) % spec.partitions.max(1);

@@ -164,9 +164,13 @@ impl Codec {
 /// Producer-side workload options; unset ones take the subcommand's defaults.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadArgs {
-    /// Value size of each record (keys are null).
+    /// Value size of each record.
     #[arg(long, value_parser = parse_bytes, default_value = "1KiB")]
     pub record_size: u64,
+    /// Key the records with this many distinct keys (`key-00000042`, cycling; the records of a
+    /// compacted topic need keys) [default: null keys].
+    #[arg(long)]
+    pub keys: Option<u64>,
     /// Stop after this many records (instead of --duration).
     #[arg(long, conflicts_with = "duration")]
     pub records: Option<u64>,

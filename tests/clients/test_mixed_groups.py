@@ -173,3 +173,121 @@ def test_kafka_python_and_librdkafka_members_share_a_group_exactly_once():
     assert deleted.returncode == 0, deleted.stderr
     assert group not in weir("group", "list").stdout
     kp_admin.close()
+
+
+def kp_group_member(topic, group, name):
+    def make():
+        return kafka.KafkaConsumer(
+            topic, bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=10000, heartbeat_interval_ms=500,
+            request_timeout_ms=30000, client_id="kafka-python-" + name)
+    return Member(name, make, "kafka-python")
+
+
+def ck_group_member(topic, group, name):
+    def make():
+        consumer = confluent_kafka.Consumer(ck_config(**{
+            "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000, "heartbeat.interval.ms": 500,
+            "partition.assignment.strategy": "range,roundrobin",
+            "client.id": "librdkafka-" + name, "fetch.wait.max.ms": 100}))
+        consumer.subscribe([topic])
+        return consumer
+    return Member(name, make, "librdkafka")
+
+
+def test_page_views_groups_of_mixed_clients_each_get_every_view_once():
+    """The page-views scenario of the seeds with kafka-python and librdkafka members in every
+    group: a 12-partition topic keyed by user id, group A of 4, group B of 12 plus a 13th that
+    gets nothing, group C of 6. Each group receives every view exactly once with one owner per
+    partition at a time; a member leaving (group A) and a member joining (group C) hand
+    partitions over without losing or repeating a view. (kill -9 of a member is covered with
+    librdkafka in tests/consumer_groups.rs.)"""
+    topic = unique("page-views")
+    ck_create(ck_admin(), topic, partitions=PARTITIONS)
+    sizes = {"A": 4, "B": 13, "C": 6}
+    groups, group_ids = {}, {}
+    for label, size in sizes.items():
+        group = group_ids[label] = unique("views-" + label)
+        # Alternate the client families, so every group has both.
+        groups[label] = [
+            (kp_group_member if i % 2 == 0 else ck_group_member)(topic, group, "%s%d" % (label, i))
+            for i in range(size)]
+    everyone = [m for members in groups.values() for m in members]
+    for member in everyone:
+        member.start()
+
+    def check_errors():
+        for m in everyone:
+            assert m.error is None, "%s: %r" % (m.name, m.error)
+
+    def owns_all(members, owners_expected):
+        check_errors()
+        owned = [m.assignment for m in members if m.is_alive() and not m.stop.is_set()]
+        with_partitions = [o for o in owned if o]
+        union = set().union(*owned)
+        return (len(union) == PARTITIONS and sum(map(len, owned)) == PARTITIONS
+                and len(with_partitions) == owners_expected)
+
+    producer = ck_producer()
+    produced = []
+
+    def produce(count):
+        for _ in range(count):
+            i = len(produced)
+            key = ("user-%d" % (i % 211)).encode()
+            producer.produce(topic, key=key, value=b"view-%d" % i)
+            produced.append(key)
+        producer.flush(30)
+
+    def received(members):
+        return [r for m in members for r in m.received]
+
+    def each_view_once(label):
+        views = received(groups[label])
+        return len(views) == len(produced)
+
+    try:
+        wait_for(lambda: owns_all(groups["A"], 4) and owns_all(groups["B"], 12)
+                 and owns_all(groups["C"], 6),
+                 "every group owns the 12 partitions (13th member of B idle)", timeout=90)
+        idle = [m for m in groups["B"] if not m.assignment]
+        assert len(idle) == 1, [sorted(m.assignment) for m in groups["B"]]
+        produce(1200)
+        for label in groups:
+            wait_for(lambda: each_view_once(label), "group %s consumed every view" % label,
+                     timeout=60)
+
+        # A member of group A leaves cleanly; the three others take its partitions.
+        leaving = groups["A"][0]
+        leaving.stop.set()
+        leaving.join(30)
+        wait_for(lambda: owns_all(groups["A"][1:], 3), "group A rebalanced over 3 members",
+                 timeout=60)
+        # One more member joins group C.
+        newcomer = kp_group_member(topic, group_ids["C"], "C6")
+        groups["C"].append(newcomer)
+        everyone.append(newcomer)
+        newcomer.start()
+        wait_for(lambda: owns_all(groups["C"], 7), "group C rebalanced over 7 members",
+                 timeout=60)
+        produce(1200)
+        for label in groups:
+            wait_for(lambda: each_view_once(label), "group %s consumed every view" % label,
+                     timeout=60)
+        time.sleep(1)  # a duplicate would arrive now
+        check_errors()
+        assert idle[0].received == [], "the 13th member of B got views"
+        for label, members in groups.items():
+            views = received(members)
+            assert len(views) == len(produced), "group %s: %d views, %d produced" % (
+                label, len(views), len(produced))
+            assert len({(p, o) for p, o, _ in views}) == len(produced), label
+            assert sorted(k for _, _, k in views) == sorted(produced), label
+            kinds = {m.kind for m in members if m.received}
+            assert kinds == {"kafka-python", "librdkafka"}, (label, kinds)
+    finally:
+        for member in everyone:
+            member.stop.set()
+        for member in everyone:
+            member.join(30)
