@@ -434,6 +434,25 @@ fn committed_offsets_survive_consumer_and_broker_restarts_and_reset_policies_app
     // The broker restarts (cleanly, then after a kill -9): offsets come back from the log.
     let expected = committed(&broker, "billing", topic, 3);
     assert_eq!(expected.iter().sum::<i64>(), 330);
+
+    // Clients cannot write __consumer_offsets (as Kafka: INVALID_TOPIC_EXCEPTION).
+    let writer = producer(&broker, &[("message.send.max.retries", "0")]);
+    let refused = block(writer.send(
+        FutureRecord::to("__consumer_offsets")
+            .partition(0)
+            .key("forged")
+            .payload("offset"),
+        TIMEOUT,
+    ));
+    match refused {
+        Err((error, _)) => assert_eq!(
+            error.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::InvalidTopic),
+            "{error}"
+        ),
+        Ok(delivered) => panic!("a client appended to __consumer_offsets: {delivered:?}"),
+    }
+    assert_eq!(committed(&broker, "billing", topic, 3), expected);
     broker.stop();
     broker.restart();
     assert_eq!(committed(&broker, "billing", topic, 3), expected);

@@ -76,6 +76,13 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
         for data in topic.partition_data {
             let pending = match (&refusal, &known) {
                 (Some(error), _) => Pending::Done(Err(error.clone())),
+                // As Kafka: only the coordinators write their internal topics.
+                (None, Some(known)) if crate::metadata::is_internal_topic(&known.name) => {
+                    Pending::Done(Err(PartitionError::new(
+                        ErrorCode::InvalidTopicException,
+                        format!("cannot append to internal topic '{}'", known.name),
+                    )))
+                }
                 (None, Some(known))
                     if data.index >= 0 && (data.index as usize) < known.partitions.len() =>
                 {
