@@ -1,5 +1,5 @@
 //! Throughput of the log cleaner: one compaction pass (`Log::clean`) over a log of N keys × M
-//! versions in 256 KiB segments, uncompressed and LZ4-compressed batches of 10 records of 100-byte
+//! versions in 256 KiB or 8 MiB segments, uncompressed and LZ4-compressed batches of 10 records of 100-byte
 //! values. Throughput is the size of the log before the pass (the bytes the cleaner reads twice:
 //! once for the key map, once to filter). Building the log is not timed.
 //!
@@ -30,11 +30,11 @@ fn bench_root() -> PathBuf {
         .join("bench-data")
 }
 
-fn config() -> TopicConfig {
+fn config(segment_bytes: u64) -> TopicConfig {
     TopicConfig {
         cleanup_compact: true,
         cleanup_delete: false,
-        segment_bytes: 256 << 10,
+        segment_bytes: segment_bytes as _,
         min_cleanable_dirty_ratio: 0.0,
         ..TopicConfig::default()
     }
@@ -78,6 +78,7 @@ fn measure(
     executor: &LocalExecutor,
     keys: usize,
     versions: usize,
+    segment_bytes: u64,
     codec: Compression,
 ) -> (Duration, u64) {
     std::fs::create_dir_all(bench_root()).expect("creating target/bench-data");
@@ -87,9 +88,15 @@ fn measure(
         .expect("bench log directory");
     let log_dir = dir.path().join("bench-0");
     executor.run(async {
-        let (log, _) = Log::open(&log_dir, config(), LogOptions::default(), false, 0)
-            .await
-            .expect("opening the bench log");
+        let (log, _) = Log::open(
+            &log_dir,
+            config(segment_bytes),
+            LogOptions::default(),
+            false,
+            0,
+        )
+        .await
+        .expect("opening the bench log");
         let log = RefCell::new(log);
         let bytes = fill(&log, keys, versions, codec).await;
         let start = Instant::now();
@@ -114,15 +121,24 @@ fn cleaner(c: &mut Criterion) {
     let mut group = c.benchmark_group("cleaner");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
-    for (keys, versions) in [(10_000usize, 5usize), (1_000, 50)] {
+    // Small segments: every rewritten segment costs its fdatasync and the swap's renames, so
+    // these measure the file work; 8 MiB segments measure the filtering itself.
+    for (keys, versions, segment_bytes) in [
+        (10_000usize, 5usize, 256u64 << 10),
+        (1_000, 50, 256 << 10),
+        (100_000, 5, 8 << 20),
+    ] {
         for codec in [Compression::None, Compression::Lz4] {
-            let (_, bytes) = measure(&executor, keys, versions, codec);
+            let (_, bytes) = measure(&executor, keys, versions, segment_bytes, codec);
             group.throughput(Throughput::Bytes(bytes));
-            let id = BenchmarkId::new(format!("{keys}x{versions}"), codec.name());
+            let id = BenchmarkId::new(
+                format!("{keys}x{versions}/{}KiB", segment_bytes >> 10),
+                codec.name(),
+            );
             group.bench_function(id, |b| {
                 b.iter_custom(|iterations| {
                     (0..iterations)
-                        .map(|_| measure(&executor, keys, versions, codec).0)
+                        .map(|_| measure(&executor, keys, versions, segment_bytes, codec).0)
                         .sum()
                 })
             });

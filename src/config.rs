@@ -76,6 +76,12 @@ fn ratio(v: &str) -> Result<(), String> {
         _ => Err(format!("'{v}' is not a number between 0 and 1")),
     }
 }
+fn positive_number(v: &str) -> Result<(), String> {
+    match v.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 => Ok(()),
+        _ => Err(format!("'{v}' is not a positive number")),
+    }
+}
 fn boolean(v: &str) -> Result<(), String> {
     match v.trim() {
         "true" | "false" => Ok(()),
@@ -208,6 +214,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "Pause of a shard's cleaner between passes over its compacted partitions." },
     ConfigDef { name: "log.cleaner.dedupe.buffer.size", kind: ConfigKind::Long, default: "134217728", check: positive,
         doc: "Bytes of the key → offset map of one cleaning pass, per shard (keys plus ~48 bytes each); a log whose dirty keys do not fit is cleaned over several passes." },
+    ConfigDef { name: "log.cleaner.io.max.bytes.per.second", kind: ConfigKind::Double, default: "1.7976931348623157E308", check: positive_number,
+        doc: "Bound on the bytes a shard's cleaner reads plus writes per second (unbounded by default, as in Kafka); lower it when cleaning disturbs produce latency." },
     ConfigDef { name: "weir.cleaner.shares", kind: ConfigKind::Int, default: "100", check: positive,
         doc: "glommio shares of each shard's cleaner task queue (request handling has 1000): the cleaner's CPU share when the shard is busy." },
     ConfigDef { name: "max.incremental.fetch.session.cache.slots", kind: ConfigKind::Int, default: "1000",
@@ -479,6 +487,11 @@ impl BrokerConfig {
     }
     pub fn cleaner_dedupe_buffer_bytes(&self) -> usize {
         self.get_i64("log.cleaner.dedupe.buffer.size") as usize
+    }
+    pub fn cleaner_io_max_bytes_per_second(&self) -> f64 {
+        self.get("log.cleaner.io.max.bytes.per.second")
+            .and_then(|v| v.trim().parse().ok())
+            .expect("validated number setting")
     }
     pub fn cleaner_shares(&self) -> usize {
         self.get_i64("weir.cleaner.shares") as usize

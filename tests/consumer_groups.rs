@@ -437,13 +437,15 @@ fn committed_offsets_survive_consumer_and_broker_restarts_and_reset_policies_app
 
     // Clients cannot write __consumer_offsets (as Kafka: INVALID_TOPIC_EXCEPTION).
     let writer = producer(&broker, &[("message.send.max.retries", "0")]);
-    let refused = block(writer.send(
-        FutureRecord::to("__consumer_offsets")
-            .partition(0)
-            .key("forged")
-            .payload("offset"),
-        TIMEOUT,
-    ));
+    let refused = block(
+        writer.send(
+            FutureRecord::to("__consumer_offsets")
+                .partition(0)
+                .key("forged")
+                .payload("offset"),
+            TIMEOUT,
+        ),
+    );
     match refused {
         Err((error, _)) => assert_eq!(
             error.rdkafka_error_code(),

@@ -412,6 +412,9 @@ impl Shard {
         let interval = std::time::Duration::from_millis(self.broker.cleaner_backoff_ms());
         let options = crate::storage::cleaner::CleanerOptions {
             dedupe_buffer_bytes: self.broker.cleaner_dedupe_buffer_bytes(),
+            throttle: Rc::new(crate::storage::cleaner::IoThrottle::new(
+                self.broker.cleaner_io_max_bytes_per_second(),
+            )),
             ..Default::default()
         };
         tracing::info!(

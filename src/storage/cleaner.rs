@@ -69,6 +69,8 @@ pub struct CleanerOptions {
     pub read_window_bytes: usize,
     /// Tests: stop the swap of the first rewritten segment after this step, as a crash would.
     pub stop_after: Option<SwapStep>,
+    /// `log.cleaner.io.max.bytes.per.second`, shared by the passes of one shard.
+    pub throttle: Rc<IoThrottle>,
 }
 
 impl Default for CleanerOptions {
@@ -77,6 +79,54 @@ impl Default for CleanerOptions {
             dedupe_buffer_bytes: 128 << 20,
             read_window_bytes: 1 << 20,
             stop_after: None,
+            throttle: Rc::new(IoThrottle::new(f64::MAX)),
+        }
+    }
+}
+
+/// Bounds the cleaner's I/O rate (Kafka's `log.cleaner.io.max.bytes.per.second`): after each
+/// batch read or written, the cleaner sleeps for as long as it is ahead of the rate, measured
+/// over windows of about a second (so an idle spell does not bank a burst).
+#[derive(Debug)]
+pub struct IoThrottle {
+    bytes_per_second: f64,
+    window_start: std::cell::Cell<std::time::Instant>,
+    window_bytes: std::cell::Cell<u64>,
+}
+
+impl IoThrottle {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub fn new(bytes_per_second: f64) -> IoThrottle {
+        IoThrottle {
+            bytes_per_second,
+            window_start: std::cell::Cell::new(std::time::Instant::now()),
+            window_bytes: std::cell::Cell::new(0),
+        }
+    }
+
+    /// How long to pause after `bytes` more (zero when within the rate).
+    fn pause_after(&self, bytes: u64, now: std::time::Instant) -> std::time::Duration {
+        if !(self.bytes_per_second.is_finite() && self.bytes_per_second < f64::MAX / 2.0) {
+            return std::time::Duration::ZERO;
+        }
+        let elapsed = now.saturating_duration_since(self.window_start.get());
+        if elapsed > Self::WINDOW {
+            self.window_start.set(now);
+            self.window_bytes.set(bytes);
+            return std::time::Duration::ZERO;
+        }
+        let total = self.window_bytes.get() + bytes;
+        self.window_bytes.set(total);
+        let due = std::time::Duration::from_secs_f64(total as f64 / self.bytes_per_second);
+        due.saturating_sub(elapsed)
+    }
+
+    /// Accounts `bytes` of cleaner I/O and sleeps if the cleaner is ahead of its rate.
+    pub async fn account(&self, bytes: u64) {
+        let pause = self.pause_after(bytes, std::time::Instant::now());
+        if !pause.is_zero() {
+            glommio::timer::sleep(pause).await;
         }
     }
 }
@@ -540,6 +590,7 @@ async fn build_offset_map(
         );
         while let Some((bytes, _)) = reader.next().await? {
             stats.bytes_read += bytes.len() as u64;
+            options.throttle.account(bytes.len() as u64).await;
             let header = BatchHeader::parse(&bytes).map_err(invalid_data)?;
             if header.is_control() || header.records_count == 0 {
                 continue;
@@ -623,6 +674,7 @@ async fn clean_segment(
             producer_tails: ctx.producer_tails,
             last_in_segment,
         };
+        let bytes_len = bytes.len();
         let filtered = filter_batch(&bytes, &filter).map_err(invalid_data)?;
         removed += filtered.records_removed;
         if let Some(h) = filtered.tombstone_horizon_ms {
@@ -636,11 +688,16 @@ async fn clean_segment(
             }
             BatchFate::Removed => {
                 changed = true;
+                ctx.options.throttle.account(bytes_len as u64).await;
                 continue;
             }
         };
         let header = BatchHeader::parse(&output).map_err(invalid_data)?;
         writer.write_all(&output).await?;
+        ctx.options
+            .throttle
+            .account((bytes_len + output.len()) as u64)
+            .await;
         kept.push(BatchSummary { position, header });
         position += output.len() as u64;
         glommio::yield_if_needed().await;
@@ -700,8 +757,10 @@ async fn swap_in(
     let stop = |step: SwapStep| stop_after == Some(step);
     let dir = log_path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let swap_path = suffixed(log_path, SWAP_SUFFIX);
-    let sync = dir.clone();
-    blocking(move || segment::sync_dir(&sync)).await?;
+    // Directory fsyncs: only the commit (the rename to `.swap`) and the final rename are synced.
+    // The `.cleaned` name needs none of its own (the commit's sync persists the renamed entry;
+    // before it, recovery deletes a `.cleaned` anyway), nor do the old indexes' removals (while
+    // the `.swap` is on disk recovery removes them again; the final sync persists both).
     if stop(SwapStep::Written) {
         return Ok(true);
     }
@@ -714,15 +773,10 @@ async fn swap_in(
     if stop(SwapStep::Committed) {
         return Ok(true);
     }
-    let (index, time_index, sync) = (
-        cleaned.index_path("index"),
-        cleaned.index_path("timeindex"),
-        dir.clone(),
-    );
+    let (index, time_index) = (cleaned.index_path("index"), cleaned.index_path("timeindex"));
     blocking(move || {
         remove_if_present(&index)?;
-        remove_if_present(&time_index)?;
-        segment::sync_dir(&sync)
+        remove_if_present(&time_index)
     })
     .await?;
     if stop(SwapStep::OldIndexesRemoved) {
@@ -793,4 +847,32 @@ pub fn recover_cleaning(dir: &Path) -> std::io::Result<Vec<String>> {
 
 fn invalid_data(error: BatchError) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string())
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::IoThrottle;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_throttle_pauses_for_what_is_ahead_of_the_rate_and_forgets_idle_time() {
+        let start = Instant::now();
+        let throttle = IoThrottle::new(1_000_000.0);
+        throttle.window_start.set(start);
+        // 500 KB in the first 100 ms: 400 ms ahead of 1 MB/s.
+        let pause = throttle.pause_after(500_000, start + Duration::from_millis(100));
+        assert_eq!(pause, Duration::from_millis(400));
+        // Within the rate: no pause.
+        let pause = throttle.pause_after(100_000, start + Duration::from_millis(900));
+        assert_eq!(pause, Duration::ZERO);
+        // After an idle spell a new window starts: no banked burst, no pause for the first batch.
+        let later = start + Duration::from_secs(5);
+        assert_eq!(throttle.pause_after(900_000, later), Duration::ZERO);
+        assert_eq!(
+            throttle.pause_after(600_000, later + Duration::from_millis(500)),
+            Duration::from_millis(1000)
+        );
+        let unlimited = IoThrottle::new(f64::MAX);
+        assert_eq!(unlimited.pause_after(u64::MAX / 2, start), Duration::ZERO);
+    }
 }

@@ -21,7 +21,7 @@ use glommio::io::{DmaFile, ReadResult};
 
 use super::appender::{self, Appender, FlushWork};
 use super::cleaner::CleanerState;
-use super::segment::{self, blocking, write_file_synced, BatchSummary, Segment};
+use super::segment::{self, blocking, write_files_synced, BatchSummary, Segment};
 use crate::config::TopicConfig;
 use crate::records::batch::{self, BatchHeader};
 
@@ -809,8 +809,7 @@ impl Log {
                     let (index_path, index) = (seal.index_path.clone(), seal.offset_index.clone());
                     let (time_path, time) = (seal.time_index_path.clone(), seal.time_index.clone());
                     blocking(move || {
-                        write_file_synced(&index_path, &index)?;
-                        write_file_synced(&time_path, &time)
+                        write_files_synced(&[(&index_path, &index), (&time_path, &time)])
                     })
                     .await?;
                 }
@@ -971,11 +970,7 @@ impl Log {
         };
         file.truncate(size).await.map_err(std::io::Error::from)?;
         file.fdatasync().await.map_err(std::io::Error::from)?;
-        blocking(move || {
-            write_file_synced(&index_path, &index)?;
-            write_file_synced(&time_path, &time)
-        })
-        .await?;
+        blocking(move || write_files_synced(&[(&index_path, &index), (&time_path, &time)])).await?;
         Log::checkpoint_log_start(cell).await
     }
 

@@ -187,8 +187,7 @@ impl Segment {
         let offset_path = self.index_path("index");
         let time_path = self.index_path("timeindex");
         blocking(move || {
-            write_file_synced(&offset_path, &offset_bytes)?;
-            write_file_synced(&time_path, &time_bytes)
+            write_files_synced(&[(&offset_path, &offset_bytes), (&time_path, &time_bytes)])
         })
         .await
     }
@@ -375,20 +374,32 @@ pub fn write_checkpoint(path: &Path, offset: i64) -> std::io::Result<()> {
 
 /// Writes a file atomically: temp file, fsync, rename, fsync of the directory.
 pub fn write_file_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_files_synced(&[(path, bytes)])
+}
+
+/// Writes files of one directory atomically, each through a synced temp file and a rename, with
+/// one fsync of the directory for all the renames (a segment's two index files: 3 fsyncs, not 4).
+pub fn write_files_synced(files: &[(&Path, &[u8])]) -> std::io::Result<()> {
     use std::io::Write;
-    let temp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or_default()
-    ));
-    {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+    let Some((first, _)) = files.first() else {
+        return Ok(());
+    };
+    for (path, bytes) in files {
+        debug_assert_eq!(path.parent(), first.parent(), "one directory");
+        let temp = path.with_extension(format!(
+            "{}.tmp",
+            path.extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default()
+        ));
+        {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&temp, path)?;
     }
-    std::fs::rename(&temp, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    sync_dir(first.parent().unwrap_or(Path::new(".")))
 }
 
 /// fsyncs a directory so entries created or renamed in it survive a crash.
