@@ -738,6 +738,7 @@ impl Log {
     pub fn take_flush_work(&mut self) -> FlushPlan {
         let mut jobs = Vec::new();
         let step = self.options.preallocate_bytes.max(1);
+        let limit = self.config.segment_bytes as u64;
         for segment in self.segments.values_mut() {
             if let Some(appender) = segment.appender.as_mut() {
                 let work = appender.take_flush();
@@ -756,7 +757,7 @@ impl Log {
                     .filter(|fill| work.end > fill.start || segment.rolled)
                     .map(|fill| fill.done.clone());
                 if !segment.rolled {
-                    start_zero_fill(segment, work.end, step);
+                    start_zero_fill(segment, work.end, step, limit);
                 }
                 let seal = segment.rolled.then(|| SealJob {
                     base_offset: segment.base_offset,
@@ -1012,10 +1013,12 @@ impl Log {
 /// fill starts when the appends come within half a step of the zeroed end, so it normally
 /// completes long before data reaches it. The first fill of a segment starts an eighth of a step
 /// past the data, for the same reason. Fills are chained (each waits for the one before it).
-fn start_zero_fill(segment: &mut Segment, data_end: u64, step: u64) {
-    let Some((start, length)) = plan_zero_fill(segment, data_end, step) else {
+fn start_zero_fill(segment: &mut Segment, data_end: u64, step: u64, limit: u64) {
+    let Some((start, end)) = plan_zero_fill(segment.zeroed_end, data_end, step, limit) else {
         return;
     };
+    segment.zeroed_end = end;
+    let length = end - start;
     let previous = segment.zero_fill.take();
     let span_start = previous.as_ref().map_or(start, |p| p.start.min(start));
     let file = segment.file.clone();
@@ -1043,21 +1046,23 @@ fn start_zero_fill(segment: &mut Segment, data_end: u64, step: u64) {
     });
 }
 
-fn plan_zero_fill(segment: &mut Segment, data_end: u64, step: u64) -> Option<(u64, u64)> {
-    if data_end + step / 2 <= segment.zeroed_end {
+/// The next range `[start, end)` to zero in a segment zeroed up to `zeroed_end` whose data ends at
+/// `data_end`, `None` when the zeros are far enough ahead. Never past `limit` (the segment's
+/// `segment.bytes`, where it rolls): zeros beyond it would only be truncated away at the seal.
+fn plan_zero_fill(zeroed_end: u64, data_end: u64, step: u64, limit: u64) -> Option<(u64, u64)> {
+    if data_end + step / 2 <= zeroed_end {
         return None;
     }
-    let margin = if segment.zeroed_end <= data_end {
-        (step / 8).next_multiple_of(4096)
+    let margin = if zeroed_end <= data_end {
+        (step.min(limit) / 8).next_multiple_of(4096)
     } else {
         0
     };
-    let start = segment
-        .zeroed_end
-        .max((data_end + margin).next_multiple_of(4096));
-    let end = (start + step).next_multiple_of(4096);
-    segment.zeroed_end = end;
-    Some((start, end - start))
+    let start = zeroed_end.max((data_end + margin).next_multiple_of(4096));
+    let end = (start + step)
+        .next_multiple_of(4096)
+        .min(limit.next_multiple_of(4096));
+    (start < end).then_some((start, end))
 }
 
 /// One segment's part of a flush.
@@ -1198,4 +1203,33 @@ pub fn remove_segment_files(log_path: &Path) {
     let _ = std::fs::remove_file(log_path);
     let _ = std::fs::remove_file(log_path.with_extension("index"));
     let _ = std::fs::remove_file(log_path.with_extension("timeindex"));
+}
+
+#[cfg(test)]
+mod zero_fill_tests {
+    use super::plan_zero_fill;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn zero_fills_run_ahead_of_the_data_and_stop_at_the_segment_size() {
+        // A fresh 1 GiB segment: the first fill starts an eighth of a step past the data.
+        assert_eq!(plan_zero_fill(0, 0, 8 * MIB, 1 << 30), Some((MIB, 9 * MIB)));
+        // Far enough ahead: nothing to do; within half a step: the next fill follows on.
+        assert_eq!(plan_zero_fill(9 * MIB, 4 * MIB, 8 * MIB, 1 << 30), None);
+        assert_eq!(
+            plan_zero_fill(9 * MIB, 6 * MIB, 8 * MIB, 1 << 30),
+            Some((9 * MIB, 17 * MIB))
+        );
+        // A 1 MiB segment is zeroed up to its size, never 8 MiB past it.
+        assert_eq!(plan_zero_fill(0, 0, 8 * MIB, MIB), Some((128 << 10, MIB)));
+        assert_eq!(plan_zero_fill(MIB, 600 << 10, 8 * MIB, MIB), None);
+        // Near the end of a large segment the fill is cut at the segment size.
+        let limit = 100 * MIB;
+        assert_eq!(
+            plan_zero_fill(96 * MIB, 93 * MIB, 8 * MIB, limit),
+            Some((96 * MIB, limit))
+        );
+        assert_eq!(plan_zero_fill(limit, 99 * MIB, 8 * MIB, limit), None);
+    }
 }
