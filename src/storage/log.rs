@@ -738,7 +738,7 @@ impl Log {
     pub fn take_flush_work(&mut self) -> FlushPlan {
         let mut jobs = Vec::new();
         let step = self.options.preallocate_bytes.max(1);
-        let limit = self.config.segment_bytes as u64;
+        let limit = self.config.segment_bytes;
         for segment in self.segments.values_mut() {
             if let Some(appender) = segment.appender.as_mut() {
                 let work = appender.take_flush();
