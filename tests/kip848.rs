@@ -796,3 +796,55 @@ fn a_classic_group_with_members_refuses_consumer_protocol_members() {
     }
     assert_eq!(describe(&mut raw, "mixed-group").error_code, 0);
 }
+
+/// Growing a subscribed topic moves the group epoch: the next heartbeat brings the new
+/// partitions.
+#[test]
+fn new_partitions_of_a_subscribed_topic_are_assigned_at_the_next_heartbeat() {
+    use rdkafka::admin::{AdminOptions, NewPartitions};
+    let broker = Broker::start(SETTINGS);
+    create_topic(&broker, "growing", 2, &[]);
+    let mut raw = Raw::connect(&broker);
+    wait_for_coordinator(&mut raw, "growers");
+    let joined = heartbeat(&mut raw, join_request("growers", "g-1", &["growing"]));
+    assert_eq!(joined.member_epoch, 1);
+    let count = |r: &ConsumerGroupHeartbeatResponse| -> usize {
+        r.assignment
+            .as_ref()
+            .map(|a| a.topic_partitions.iter().map(|t| t.partitions.len()).sum())
+            .unwrap_or(0)
+    };
+    assert_eq!(count(&joined), 2);
+    let grown = block(
+        admin(&broker).create_partitions(&[NewPartitions::new("growing", 5)], &AdminOptions::new()),
+    )
+    .expect("create_partitions");
+    assert!(grown.iter().all(Result::is_ok), "{grown:?}");
+    let id = topic_id(&mut raw, "growing");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let beat = heartbeat(
+            &mut raw,
+            ConsumerGroupHeartbeatRequest {
+                group_id: "growers".into(),
+                member_id: "g-1".into(),
+                member_epoch: 1,
+                topic_partitions: Some(vec![consumer_group_heartbeat_request::TopicPartitions {
+                    topic_id: id,
+                    partitions: vec![0, 1],
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+        );
+        assert_eq!(beat.error_code, 0, "{:?}", beat.error_message);
+        if beat.member_epoch == 2 {
+            assert_eq!(count(&beat), 5);
+            break;
+        }
+        // The coordinator's shard sees the new partition count once its image has it.
+        assert!(Instant::now() < deadline, "the group epoch never moved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(describe(&mut raw, "growers").group_epoch, 2);
+}

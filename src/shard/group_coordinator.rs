@@ -433,11 +433,19 @@ pub async fn expire_offsets(shard: &Rc<Shard>, now: i64) {
             .groups
             .iter()
             .filter_map(|(id, group)| {
-                let offsets = group.expired_offsets(now, retention);
+                let mut offsets = group.expired_offsets(now, retention);
+                // A consumer-protocol group keeps the offsets of topics its members subscribe
+                // to (Kafka's rule); the others expire from their commit time, as here.
+                let consumer = store.consumer.get(id);
+                if let Some(consumer) = consumer {
+                    let subscribed = consumer.subscribed_topics();
+                    offsets.retain(|(topic, _)| !subscribed.contains(topic));
+                }
                 if offsets.is_empty() {
                     return None;
                 }
-                let all_gone = offsets.len() == group.offsets.len()
+                let all_gone = consumer.is_none()
+                    && offsets.len() == group.offsets.len()
                     && group.is(GroupState::Empty)
                     && group.members.is_empty();
                 Some((id.clone(), offsets, all_gone))
