@@ -246,6 +246,12 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "How long the first rebalance of an empty group waits for more members to join." },
     ConfigDef { name: "group.max.size", kind: ConfigKind::Int, default: "2147483647", check: positive,
         doc: "Members a classic group may have (GROUP_MAX_SIZE_REACHED beyond)." },
+    ConfigDef { name: "group.consumer.session.timeout.ms", kind: ConfigKind::Int, default: "45000", check: positive,
+        doc: "Consumer-protocol (KIP-848) members are removed after this long without a heartbeat." },
+    ConfigDef { name: "group.consumer.heartbeat.interval.ms", kind: ConfigKind::Int, default: "5000", check: positive,
+        doc: "Heartbeat interval the broker gives consumer-protocol members (how fast they see a new assignment)." },
+    ConfigDef { name: "group.consumer.max.size", kind: ConfigKind::Int, default: "2147483647", check: positive,
+        doc: "Members a consumer-protocol group may have (GROUP_MAX_SIZE_REACHED beyond)." },
     ConfigDef { name: "transaction.state.log.num.partitions", kind: ConfigKind::Int, default: "50",
         check: positive, doc: "Partitions of __transaction_state." },
     ConfigDef { name: "weir.max.partitions", kind: ConfigKind::Int, default: "10000", check: positive,
@@ -562,6 +568,15 @@ impl BrokerConfig {
     }
     pub fn group_max_size(&self) -> usize {
         self.get_i64("group.max.size") as usize
+    }
+    pub fn group_consumer_session_timeout_ms(&self) -> i64 {
+        self.get_i64("group.consumer.session.timeout.ms")
+    }
+    pub fn group_consumer_heartbeat_interval_ms(&self) -> i32 {
+        self.get_i64("group.consumer.heartbeat.interval.ms") as i32
+    }
+    pub fn group_consumer_max_size(&self) -> usize {
+        self.get_i64("group.consumer.max.size") as usize
     }
     pub fn preallocate_bytes(&self) -> u64 {
         self.get_i64("weir.preallocate.bytes") as u64

@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::assignor::{self, Assignment, MemberSpec};
 use crate::protocol::ErrorCode;
 
+pub mod records;
+
 /// Member epoch of a heartbeat that joins (or rejoins) the group.
 pub const JOIN_EPOCH: i32 = 0;
 /// Member epoch of a heartbeat that leaves the group.
@@ -72,6 +74,31 @@ pub struct ConsumerMember {
     pub static_left: bool,
     /// The assignment last sent, to send it again only when it changes.
     sent: Option<(i32, Assignment)>,
+}
+
+impl ConsumerMember {
+    /// A member as replay first creates it, before its metadata and assignment records.
+    pub fn restored(id: String) -> ConsumerMember {
+        ConsumerMember {
+            id,
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            subscriptions: BTreeSet::new(),
+            server_assignor: None,
+            rebalance_timeout_ms: 0,
+            member_epoch: 0,
+            previous_member_epoch: 0,
+            state: MemberState::Stable,
+            assigned: Assignment::new(),
+            pending_revocation: Assignment::new(),
+            session_deadline_ms: 0,
+            revocation_deadline_ms: None,
+            static_left: false,
+            sent: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -265,9 +292,13 @@ impl ConsumerGroup {
         })
     }
 
+    /// Moves the group epoch once per operation (Kafka bumps it once per heartbeat however many
+    /// things changed).
     fn bump(&mut self, changes: &mut Changes) {
-        self.group_epoch += 1;
-        changes.group_epoch_bumped = true;
+        if !changes.group_epoch_bumped {
+            self.group_epoch += 1;
+            changes.group_epoch_bumped = true;
+        }
     }
 
     fn join(
@@ -432,7 +463,7 @@ impl ConsumerGroup {
     }
 
     /// The assignor the group uses: the one most members name, else the broker's default.
-    fn assignor_name(&self, config: &ConsumerGroupConfig) -> String {
+    pub fn assignor_name(&self, config: &ConsumerGroupConfig) -> String {
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for member in self.members.values() {
             if let Some(name) = &member.server_assignor {
@@ -558,6 +589,60 @@ impl ConsumerGroup {
         if (member.member_epoch, member.assigned.clone(), member.state) != before {
             changes.members_updated.insert(member_id.to_string());
         }
+    }
+}
+
+impl ConsumerGroup {
+    /// Kafka's check of an OffsetCommit against a consumer group: a member id and epoch from a
+    /// member (v9+), or an admin/simple commit (epoch < 0) while the group has no members.
+    pub fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        member_epoch: i32,
+        api_version: i16,
+    ) -> Result<(), ErrorCode> {
+        if member_epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        let Some(member) = self.members.get(member_id) else {
+            return Err(ErrorCode::UnknownMemberId);
+        };
+        if api_version < 9 {
+            return Err(ErrorCode::UnsupportedVersion);
+        }
+        check_epoch(member_epoch, member.member_epoch)
+    }
+
+    /// Kafka's check of an OffsetFetch (v9+) against a consumer group: admin fetches (no member
+    /// id, epoch < 0) always pass; a member must be known and at its current epoch.
+    pub fn validate_offset_fetch(
+        &self,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), ErrorCode> {
+        let Some(member_id) = member_id else {
+            return if member_epoch < 0 {
+                Ok(())
+            } else {
+                Err(ErrorCode::UnknownMemberId)
+            };
+        };
+        if member_epoch < 0 && member_id.is_empty() {
+            return Ok(());
+        }
+        let Some(member) = self.members.get(member_id) else {
+            return Err(ErrorCode::UnknownMemberId);
+        };
+        check_epoch(member_epoch, member.member_epoch)
+    }
+}
+
+/// A newer epoch than the member has is fenced; an older one is stale.
+fn check_epoch(received: i32, expected: i32) -> Result<(), ErrorCode> {
+    match received.cmp(&expected) {
+        std::cmp::Ordering::Greater => Err(ErrorCode::FencedMemberEpoch),
+        std::cmp::Ordering::Less => Err(ErrorCode::StaleMemberEpoch),
+        std::cmp::Ordering::Equal => Ok(()),
     }
 }
 

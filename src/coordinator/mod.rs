@@ -3,8 +3,8 @@
 //!
 //! - [`group`]: consumer groups (classic protocol) and committed offsets in `__consumer_offsets`.
 //! - [`assignor`]: the server-side assignors of the consumer group protocol (KIP-848).
-//! - [`consumer_group`]: that protocol's group state: epochs, target assignment, reconciliation
-//!   (pure and tested; not yet served: ConsumerGroupHeartbeat is not in the handler table).
+//! - [`consumer_group`]: that protocol's group state: epochs, target assignment, reconciliation,
+//!   and its `__consumer_offsets` records (served by `shard::consumer_groups`).
 
 pub mod assignor;
 pub mod consumer_group;

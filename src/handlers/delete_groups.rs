@@ -1,6 +1,7 @@
 //! DeleteGroups (key 42), versions 0-2: deletes Empty groups — tombstones for their offsets
 //! and their metadata in `__consumer_offsets`, answered once durable. A group with members is
-//! refused (NON_EMPTY_GROUP), an unknown one is GROUP_ID_NOT_FOUND.
+//! refused (NON_EMPTY_GROUP), an unknown one is GROUP_ID_NOT_FOUND. Consumer-protocol
+//! (KIP-848) groups alike: their ConsumerGroup* records are tombstoned too.
 
 use super::{ApiSpec, HandlerError, Reply, Request};
 use crate::coordinator::group::state::Effects;
@@ -16,7 +17,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 0,
     max_version: 2,
     advertised_min: 0,
-    note: "supported (Empty groups; tombstones in __consumer_offsets)",
+    note: "supported (Empty classic and consumer groups; tombstones in __consumer_offsets)",
 };
 
 pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
@@ -25,6 +26,9 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
     for group_id in body.groups_names {
         let id = group_id.clone();
         let outcome = to_coordinator(&request.shard, &group_id, move |shard| async move {
+            if let Some(deleted) = crate::shard::consumer_groups::delete(&shard, &id).await {
+                return deleted;
+            }
             let now = crate::event::now_ms();
             let mut fx = Effects::default();
             let offsets = shard

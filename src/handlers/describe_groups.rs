@@ -1,6 +1,7 @@
 //! DescribeGroups (key 15), versions 0-5: state, protocol and members of groups. A Stable group
 //! shows each member's metadata and assignment; other states show members without them (as
-//! Kafka). An unknown group is described as Dead with no error (v0-5).
+//! Kafka). An unknown group, or a consumer-protocol (KIP-848) one, is described as Dead with no
+//! error (v0-5), as Kafka does (ConsumerGroupDescribe describes those).
 
 use super::topics::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{ApiSpec, HandlerError, Reply, Request};
@@ -34,7 +35,13 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
         let id = group_id.clone();
         let outcome = to_coordinator(&request.shard, &group_id, move |shard| async move {
             let store = shard.groups.store.borrow();
-            let Some(g) = store.groups.get(&id) else {
+            // A consumer-protocol group is not a classic group: Kafka describes it as Dead
+            // (versions 0-5 have no error for it).
+            let classic = store
+                .groups
+                .get(&id)
+                .filter(|_| !store.consumer.contains_key(&id));
+            let Some(g) = classic else {
                 return Ok(DescribedGroup {
                     group_id: id,
                     group_state: GroupState::Dead.name().to_string(),

@@ -1,7 +1,8 @@
 //! JoinGroup (key 11), versions 0-9: the join phase of the classic group protocol. The response
 //! waits for the rebalance (up to the rebalance timeout), so it is a [`Reply::Later`]: the
 //! connection keeps serving its other requests meanwhile. v4+ members without an id first get
-//! MEMBER_ID_REQUIRED with their id, as in Kafka.
+//! MEMBER_ID_REQUIRED with their id, as in Kafka. A consumer-protocol (KIP-848) group with
+//! members answers INCONSISTENT_GROUP_PROTOCOL; an empty one is converted to a classic group.
 
 use super::groups::{new_member_id, run_parked};
 use super::{ApiSpec, HandlerError, Reply, Request};
@@ -56,6 +57,8 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
     let group = body.group_id.clone();
     let member_id = body.member_id.clone();
     let queued = dispatch_to_coordinator(&request.shard, &group.clone(), move |shard| async move {
+        // One id namespace with consumer-protocol groups: an empty one becomes classic.
+        crate::shard::consumer_groups::make_room_for_classic(&shard, &group).await?;
         let config = shard.groups.config.clone();
         let now = crate::event::now_ms();
         // Only a member without an id may create the group (Kafka's getOrMaybeCreateGroup).

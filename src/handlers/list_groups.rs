@@ -1,5 +1,6 @@
 //! ListGroups (key 16), versions 0-5: every group of every shard, with its protocol type,
-//! state (v4+, filterable by state) and type (v5+, filterable: all groups are "classic").
+//! state (v4+, filterable by state) and type (v5+, filterable: "classic", or "consumer" for
+//! groups of the KIP-848 protocol, whose protocol type is "consumer").
 
 use std::rc::Rc;
 
@@ -15,23 +16,36 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 0,
     max_version: 5,
     advertised_min: 0,
-    note: "supported (states filter v4+, types filter v5: classic groups)",
+    note: "supported (states filter v4+, types filter v5: classic and consumer groups)",
 };
 
-/// (group id, protocol type, state name, loading) of one shard's groups.
-fn local_groups(shard: &Rc<Shard>) -> (Vec<(String, String, String)>, bool) {
+/// One listed group: id, protocol type, state name, group type.
+type Listed = (String, String, String, &'static str);
+
+/// The groups of one shard, and whether some of its partitions are still loading.
+fn local_groups(shard: &Rc<Shard>) -> (Vec<Listed>, bool) {
     let store = shard.groups.store.borrow();
-    let groups = store
+    let classic = store
         .groups
         .values()
+        .filter(|g| !store.consumer.contains_key(&g.id))
         .map(|g| {
             (
                 g.id.clone(),
                 g.protocol_type.clone().unwrap_or_default(),
                 g.state.name().to_string(),
+                "classic",
             )
-        })
-        .collect();
+        });
+    let consumer = store.consumer.values().map(|g| {
+        (
+            g.id.clone(),
+            "consumer".to_string(),
+            crate::shard::consumer_groups::state_name(g).to_string(),
+            "consumer",
+        )
+    });
+    let groups = classic.chain(consumer).collect();
     (groups, shard.groups.loading())
 }
 
@@ -57,18 +71,18 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
         if loading {
             error = ErrorCode::CoordinatorLoadInProgress;
         }
-        for (group_id, protocol_type, state) in listed {
+        for (group_id, protocol_type, state, group_type) in listed {
             if !states.is_empty() && !states.contains(&state.to_lowercase()) {
                 continue;
             }
-            if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+            if !types.is_empty() && !types.iter().any(|t| t == group_type) {
                 continue;
             }
             groups.push(ListedGroup {
                 group_id,
                 protocol_type,
                 group_state: state,
-                group_type: "classic".to_string(),
+                group_type: group_type.to_string(),
                 ..Default::default()
             });
         }

@@ -10,6 +10,8 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -167,6 +169,8 @@ pub static APIS: &[ApiSpec] = &[
     list_groups::SPEC,
     delete_groups::SPEC,
     offset_delete::SPEC,
+    consumer_group_heartbeat::SPEC,
+    consumer_group_describe::SPEC,
 ];
 
 pub fn spec_for(api_key: i16) -> Option<&'static ApiSpec> {
@@ -216,6 +220,8 @@ pub async fn dispatch(request: Request) -> Result<Reply, HandlerError> {
         ApiKey::ListGroups => list_groups::handle(request).await,
         ApiKey::DeleteGroups => delete_groups::handle(request).await,
         ApiKey::OffsetDelete => offset_delete::handle(request).await,
+        ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(request).await,
+        ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(request).await,
         other => Err(HandlerError::UnsupportedVersion {
             api: other.name(),
             version: request.version,

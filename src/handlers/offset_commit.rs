@@ -2,6 +2,8 @@
 //! the group's `__consumer_offsets` partition; the response waits until they are durable, and
 //! the group's offsets change only by replaying those records. Members are checked (generation,
 //! member id, static instance); a group with no members takes "simple" commits (generation -1).
+//! A consumer-protocol (KIP-848) group checks v9's member id and member epoch instead
+//! (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH, FENCED_MEMBER_EPOCH).
 
 use super::{ApiSpec, HandlerError, Reply, Request};
 use crate::coordinator::group::{CommittedOffset, GroupRecord};
@@ -18,7 +20,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 2,
     max_version: 9,
     advertised_min: 2,
-    note: "classic groups and simple (generation -1) commits; durable before the response",
+    note: "classic and consumer-protocol groups, simple (generation -1) commits; durable before the response",
 };
 
 /// One partition of the request: its name, index, and either the offset to write or an error.
@@ -64,15 +66,24 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
             body.generation_id_or_member_epoch,
         );
         let to_write = items.clone();
+        let version = request.version;
         to_coordinator(&shard, &body.group_id, move |shard| async move {
             let now = crate::event::now_ms();
-            let exists = shard.groups.with_group(&group, |_| ()).is_some();
-            if !exists && generation >= 0 {
-                return Err(ErrorCode::IllegalGeneration);
+            let consumer = shard.groups.store.borrow().consumer.get(&group).map(|g| {
+                // A consumer-protocol group: the member id and epoch of KIP-848.
+                g.validate_offset_commit(&member, generation, version)
+            });
+            if let Some(checked) = consumer {
+                checked?;
+            } else {
+                let exists = shard.groups.with_group(&group, |_| ()).is_some();
+                if !exists && generation >= 0 {
+                    return Err(ErrorCode::IllegalGeneration);
+                }
+                shard.groups.with_group_or_new(&group, |g| {
+                    g.validate_commit(&member, instance.as_deref(), generation, now)
+                })?;
             }
-            shard.groups.with_group_or_new(&group, |g| {
-                g.validate_commit(&member, instance.as_deref(), generation, now)
-            })?;
             let records: Vec<GroupRecord> = to_write
                 .into_iter()
                 .filter_map(|(topic, partition, outcome)| {

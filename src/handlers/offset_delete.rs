@@ -41,13 +41,23 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
     let group = body.group_id.clone();
     let request_items = asked.clone();
     let outcome = to_coordinator(&request.shard, &body.group_id, move |shard| async move {
+        // A consumer-protocol group: topics its members subscribe to keep their offsets.
+        let consumer_subscribed = shard
+            .groups
+            .store
+            .borrow()
+            .consumer
+            .get(&group)
+            .map(|g| g.subscribed_topics());
         let checked = shard
             .groups
             .with_group(&group, |g| {
                 if g.is(GroupState::Dead) {
                     return Err(ErrorCode::GroupIdNotFound);
                 }
-                let subscribed = if g.is(GroupState::Empty) {
+                let subscribed = if let Some(topics) = consumer_subscribed {
+                    Some(topics.into_iter().collect())
+                } else if g.is(GroupState::Empty) {
                     Some(Default::default())
                 } else {
                     g.subscribed_topics()

@@ -2,6 +2,7 @@
 //! when nothing is committed) of listed partitions or, with null topics (v2+), of every
 //! partition the group committed. v8+ asks for several groups at once. `require_stable` is
 //! answered as stable: there are no pending transactional commits until transactions exist.
+//! v9 carries a consumer-protocol member's id and epoch, checked as Kafka does.
 
 use std::rc::Rc;
 
@@ -32,9 +33,13 @@ async fn fetch(
     shard: &Rc<Shard>,
     group: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    member: Option<(Option<String>, i32)>,
 ) -> Result<Fetched, ErrorCode> {
     to_coordinator(shard, &group.clone(), move |shard| async move {
         let store = shard.groups.store.borrow();
+        if let (Some(consumer), Some((member_id, epoch))) = (store.consumer.get(&group), member) {
+            consumer.validate_offset_fetch(member_id.as_deref(), epoch)?;
+        }
         let found = store.groups.get(&group);
         Ok(match topics {
             Some(topics) => topics
@@ -90,7 +95,8 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
                     .map(|t| (t.name, t.partition_indexes))
                     .collect()
             });
-            let outcome = fetch(&shard, g.group_id.clone(), topics).await;
+            let member = (request.version >= 9).then(|| (g.member_id.clone(), g.member_epoch));
+            let outcome = fetch(&shard, g.group_id.clone(), topics, member).await;
             groups.push(match outcome {
                 Ok(fetched) => OffsetFetchResponseGroup {
                     group_id: g.group_id,
@@ -135,7 +141,7 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let outcome = fetch(&shard, body.group_id.clone(), asked.clone()).await;
+    let outcome = fetch(&shard, body.group_id.clone(), asked.clone(), None).await;
     let (fetched, error) = match outcome {
         Ok(fetched) => (fetched, ErrorCode::None),
         // v1 has no top-level error: every asked partition carries it.

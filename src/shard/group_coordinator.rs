@@ -44,6 +44,9 @@ enum Load {
 pub struct ShardGroups {
     pub config: GroupConfig,
     pub store: RefCell<GroupStore<Waiter>>,
+    pub consumer_config: crate::coordinator::consumer_group::ConsumerGroupConfig,
+    /// Target assignments computed per consumer-protocol group (its rebalances).
+    pub consumer_rebalances: RefCell<BTreeMap<String, u64>>,
     partitions: RefCell<BTreeMap<i32, Load>>,
 }
 
@@ -58,6 +61,8 @@ impl ShardGroups {
                 ..GroupConfig::default()
             },
             store: RefCell::new(GroupStore::default()),
+            consumer_config: super::consumer_groups::config(broker),
+            consumer_rebalances: RefCell::new(BTreeMap::new()),
             partitions: RefCell::new(BTreeMap::new()),
         }
     }
@@ -233,6 +238,20 @@ pub async fn append_records(
     group: &str,
     records: Vec<GroupRecord>,
 ) -> Result<(), ErrorCode> {
+    append_encoded(
+        shard,
+        group,
+        records.iter().map(GroupRecord::encode).collect(),
+    )
+    .await
+}
+
+/// Appends encoded (key, value) records to `group`'s partition and waits until durable.
+pub async fn append_encoded(
+    shard: &Rc<Shard>,
+    group: &str,
+    records: Vec<(bytes::Bytes, Option<bytes::Bytes>)>,
+) -> Result<(), ErrorCode> {
     let Some(index) = coordinator_partition(&shard.metadata(), group) else {
         return Err(ErrorCode::NotCoordinator);
     };
@@ -241,9 +260,8 @@ pub async fn append_records(
     };
     let now = crate::event::now_ms();
     let mut builder = BatchBuilder::new(Compression::None, 0, now);
-    for record in &records {
-        let (key, value) = record.encode();
-        builder.append(now, Some(&key), value.as_deref(), &[]);
+    for (key, value) in &records {
+        builder.append(now, Some(key), value.as_deref(), &[]);
     }
     let batch = builder.build().map_err(|_| ErrorCode::UnknownServerError)?;
     let appended = partition
@@ -336,13 +354,19 @@ async fn load_partition(shard: Rc<Shard>, index: i32) {
             let Ok(records) = crate::records::record::records(&bytes, 64 << 20) else {
                 continue;
             };
-            let mut store = shard.groups.store.borrow_mut();
             for record in records.flatten() {
                 let Some(key) = record.key.as_ref() else {
                     continue;
                 };
                 if let Some(decoded) = GroupRecord::decode(key, record.value.as_ref()) {
-                    store.apply(decoded, now);
+                    shard.groups.store.borrow_mut().apply(decoded, now);
+                    count += 1;
+                } else if super::consumer_groups::apply_loaded(
+                    &shard,
+                    key,
+                    record.value.as_ref(),
+                    now,
+                ) {
                     count += 1;
                 }
             }
@@ -388,6 +412,7 @@ pub async fn run(shard: Rc<Shard>) {
         for (group, fx) in ticked {
             apply_effects(&shard, &group, fx);
         }
+        super::consumer_groups::tick(&shard, now);
         if now >= next_retention {
             next_retention = now + retention_interval;
             // Its writes wait for durability; timers keep ticking meanwhile.
@@ -408,11 +433,19 @@ pub async fn expire_offsets(shard: &Rc<Shard>, now: i64) {
             .groups
             .iter()
             .filter_map(|(id, group)| {
-                let offsets = group.expired_offsets(now, retention);
+                let mut offsets = group.expired_offsets(now, retention);
+                // A consumer-protocol group keeps the offsets of topics its members subscribe
+                // to (Kafka's rule); the others expire from their commit time, as here.
+                let consumer = store.consumer.get(id);
+                if let Some(consumer) = consumer {
+                    let subscribed = consumer.subscribed_topics();
+                    offsets.retain(|(topic, _)| !subscribed.contains(topic));
+                }
                 if offsets.is_empty() {
                     return None;
                 }
-                let all_gone = offsets.len() == group.offsets.len()
+                let all_gone = consumer.is_none()
+                    && offsets.len() == group.offsets.len()
                     && group.is(GroupState::Empty)
                     && group.members.is_empty();
                 Some((id.clone(), offsets, all_gone))
@@ -454,14 +487,37 @@ pub struct GroupSample {
     pub last_rebalance_duration_ms: i64,
     /// (topic, partition, committed offset)
     pub offsets: Vec<(String, i32, i64)>,
+    /// A consumer-protocol group (KIP-848): its state name and group epoch.
+    pub consumer: Option<(&'static str, i32)>,
 }
 
 impl ShardGroups {
     pub fn samples(&self) -> Vec<GroupSample> {
-        self.store
-            .borrow()
+        let store = self.store.borrow();
+        let rebalances = self.consumer_rebalances.borrow();
+        let consumer = store.consumer.values().map(|g| GroupSample {
+            group: g.id.clone(),
+            state: GroupState::Empty,
+            members: g.members.len(),
+            rebalances_total: rebalances.get(&g.id).copied().unwrap_or(0),
+            rebalance_duration_ms_total: 0,
+            last_rebalance_duration_ms: 0,
+            offsets: store
+                .groups
+                .get(&g.id)
+                .map(|c| {
+                    c.offsets
+                        .iter()
+                        .map(|((t, p), o)| (t.clone(), *p, o.offset))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            consumer: Some((super::consumer_groups::state_name(g), g.group_epoch)),
+        });
+        store
             .groups
             .values()
+            .filter(|g| !store.consumer.contains_key(&g.id))
             .map(|g| GroupSample {
                 group: g.id.clone(),
                 state: g.state,
@@ -474,7 +530,9 @@ impl ShardGroups {
                     .iter()
                     .map(|((t, p), o)| (t.clone(), *p, o.offset))
                     .collect(),
+                consumer: None,
             })
+            .chain(consumer)
             .collect()
     }
 }
@@ -531,6 +589,17 @@ pub fn render(out: &mut String, snapshots: &[super::metrics::MetricsSnapshot]) {
         "# HELP weir_group_state 1 for the group's current state\n# TYPE weir_group_state gauge"
     );
     for g in &groups {
+        if let Some((state, _)) = g.consumer {
+            for name in super::consumer_groups::STATES {
+                let _ = writeln!(
+                    out,
+                    "weir_group_state{{group=\"{}\",state=\"{name}\"}} {}",
+                    escape(&g.group),
+                    (name == state) as u8
+                );
+            }
+            continue;
+        }
         for state in GroupState::ALL {
             let _ = writeln!(
                 out,
@@ -538,6 +607,19 @@ pub fn render(out: &mut String, snapshots: &[super::metrics::MetricsSnapshot]) {
                 escape(&g.group),
                 state.name(),
                 (g.state == state) as u8
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_group_epoch Group epoch of a consumer-protocol (KIP-848) group\n# TYPE weir_group_epoch gauge"
+    );
+    for g in &groups {
+        if let Some((_, epoch)) = g.consumer {
+            let _ = writeln!(
+                out,
+                "weir_group_epoch{{group=\"{}\"}} {epoch}",
+                escape(&g.group)
             );
         }
     }

@@ -11,6 +11,7 @@
 //! topic's partitions spread over all cores and every shard computes the same owner. The metadata
 //! log and the controller live on shard 0.
 
+pub mod consumer_groups;
 pub mod fetch_sessions;
 pub mod group_coordinator;
 pub mod metrics;

@@ -313,8 +313,9 @@ fn a_static_member_that_comes_back_in_time_keeps_its_assignment_without_a_rebala
 fn range_is_used_when_members_ask_for_it() {
     let metadata = topics(&[("t", 4)]);
     let mut group = ConsumerGroup::new("g".into());
-    let mut changes = Changes::default();
     for id in ["m1", "m2"] {
+        // One Changes per operation: it also says whether the group epoch already moved.
+        let mut changes = Changes::default();
         group
             .heartbeat(
                 Heartbeat {

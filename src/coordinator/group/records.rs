@@ -106,8 +106,8 @@ impl GroupRecord {
         }
     }
 
-    /// Decodes a record; None for keys of other record types (the consumer-group and
-    /// share-group records of KIP-848, not served yet) or undecodable bytes.
+    /// Decodes a record; None for keys of other record types (the consumer-group records are
+    /// `consumer_group::records`; share groups are not served) or undecodable bytes.
     pub fn decode(key: &Bytes, value: Option<&Bytes>) -> Option<GroupRecord> {
         let mut key = key.clone();
         if key.len() < 2 {
@@ -184,15 +184,19 @@ pub fn subscription_topics(metadata: &Bytes) -> Option<Vec<String>> {
         .map(|s| s.topics)
 }
 
-/// The groups of one shard (over every offsets partition it owns), keyed by group id.
+/// The groups of one shard (over every offsets partition it owns), keyed by group id. One id
+/// namespace: a consumer-protocol group (KIP-848) is in `consumer`, and its committed offsets
+/// in an entry of `groups` that has no classic metadata.
 pub struct GroupStore<W> {
     pub groups: BTreeMap<String, ClassicGroup<W>>,
+    pub consumer: BTreeMap<String, crate::coordinator::consumer_group::ConsumerGroup>,
 }
 
 impl<W> Default for GroupStore<W> {
     fn default() -> Self {
         GroupStore {
             groups: BTreeMap::new(),
+            consumer: BTreeMap::new(),
         }
     }
 }
