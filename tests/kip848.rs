@@ -254,9 +254,52 @@ fn three_members_share_six_partitions_and_take_over_when_one_leaves() {
     );
     assert!(metrics.contains("weir_group_state{group=\"kip848\",state=\"Stable\"} 1"));
     assert!(metrics.contains("weir_group_epoch{group=\"kip848\"}"));
+
+    // `weir group` sees the consumer-protocol group (through ConsumerGroupDescribe): its two
+    // members with three partitions each, and refuses to reset its offsets while it is active.
+    let described = weir_cli(&broker, &["group", "describe", "kip848"]);
+    assert!(described.contains("state:     Stable"), "{described}");
+    assert!(described.contains("members:   2"), "{described}");
+    assert!(
+        described.contains("protocol:  consumer (uniform)"),
+        "{described}"
+    );
+    assert_eq!(
+        described.matches("views:").count(),
+        2,
+        "each member's assignment: {described}"
+    );
+    let reset = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "group",
+            "reset-offsets",
+            "kip848",
+            "--all-topics",
+            "--to",
+            "earliest",
+        ])
+        .args(["--execute", "--bootstrap", &broker.bootstrap()])
+        .output()
+        .expect("running weir");
+    assert_eq!(reset.status.code(), Some(1), "{reset:?}");
+    assert!(
+        String::from_utf8_lossy(&reset.stderr).contains("is active"),
+        "{reset:?}"
+    );
     for member in members {
         member.close();
     }
+}
+
+/// `weir ARGS --bootstrap BROKER`, which must succeed; its stdout.
+fn weir_cli(broker: &Broker, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .args(["--bootstrap", &broker.bootstrap()])
+        .output()
+        .expect("running weir");
+    assert!(output.status.success(), "weir {args:?}: {output:?}");
+    String::from_utf8(output.stdout).expect("utf-8")
 }
 
 #[test]

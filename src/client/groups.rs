@@ -15,10 +15,10 @@ use crate::protocol::messages::offset_commit_request::{
 };
 use crate::protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use crate::protocol::messages::{
-    ConsumerProtocolAssignment, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerProtocolAssignment,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, ListGroupsRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
 };
 use crate::protocol::{ApiKey, ErrorCode, Message};
 
@@ -197,7 +197,75 @@ impl Client {
 
     /// State, protocol and members of `group` (DescribeGroups on its coordinator). A group the
     /// coordinator does not know is reported by Kafka as state `Dead`: that is returned as is.
+    /// DescribeGroups also answers `Dead` (or GROUP_ID_NOT_FOUND) for a group of the KIP-848
+    /// consumer protocol, which is then described with ConsumerGroupDescribe.
     pub fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
+        match self.describe_classic_group(group) {
+            Ok(described) if described.state != "Dead" => Ok(described),
+            Ok(dead) => Ok(self.describe_consumer_group(group)?.unwrap_or(dead)),
+            Err(error) if error.is_kafka(ErrorCode::GroupIdNotFound) => {
+                self.describe_consumer_group(group)?.ok_or(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// ConsumerGroupDescribe of `group`; `None` when the broker does not speak it or the group is
+    /// not a consumer-protocol group (GROUP_ID_NOT_FOUND).
+    fn describe_consumer_group(
+        &mut self,
+        group: &str,
+    ) -> Result<Option<GroupDescription>, ClientError> {
+        let key = ApiKey::ConsumerGroupDescribe;
+        let coordinator = self.find_group_coordinator(group)?;
+        let connection = self.broker(coordinator)?;
+        let Ok(version) = connection.version(key) else {
+            return Ok(None);
+        };
+        let request = ConsumerGroupDescribeRequest {
+            group_ids: vec![group.to_string()],
+            ..ConsumerGroupDescribeRequest::default()
+        };
+        let response: ConsumerGroupDescribeResponse =
+            connection.request(key, version, &request, Duration::ZERO)?;
+        let Some(described) = response.groups.into_iter().find(|g| g.group_id == group) else {
+            return Err(self.missing(key, &format!("group '{group}'")));
+        };
+        if described.error_code == ErrorCode::GroupIdNotFound.code() {
+            return Ok(None);
+        }
+        check(
+            key.name(),
+            || format!("group '{group}'"),
+            described.error_code,
+            described.error_message,
+        )?;
+        let members = described
+            .members
+            .into_iter()
+            .map(|m| GroupMember {
+                assignment: m
+                    .assignment
+                    .topic_partitions
+                    .into_iter()
+                    .map(|tp| (tp.topic_name, tp.partitions))
+                    .collect(),
+                member_id: m.member_id,
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+            })
+            .collect();
+        Ok(Some(GroupDescription {
+            group_id: described.group_id,
+            state: described.group_state,
+            protocol_type: "consumer".into(),
+            protocol: described.assignor_name,
+            members,
+        }))
+    }
+
+    fn describe_classic_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
         let key = ApiKey::DescribeGroups;
         let coordinator = self.find_group_coordinator(group)?;
         let connection = self.broker(coordinator)?;
