@@ -210,7 +210,8 @@ impl ConsumerGroup {
             .collect()
     }
 
-    /// Handles one heartbeat at `now_ms`. `topics` gives every existing topic's partition count;
+    /// Handles one heartbeat at `now_ms`. `topics` gives the partition counts of the existing
+    /// topics among those subscribed (by the members or this request) or seen before;
     /// `new_member_id` is used when a joining member brings no id (version 0 of the API).
     pub fn heartbeat(
         &mut self,

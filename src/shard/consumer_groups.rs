@@ -35,12 +35,18 @@ pub fn config(broker: &crate::config::BrokerConfig) -> ConsumerGroupConfig {
     }
 }
 
-/// Every topic's partition count (what the assignors see).
-pub fn topic_counts(image: &MetadataImage) -> BTreeMap<String, i32> {
-    image
-        .topics
-        .values()
-        .map(|t| (t.name.to_string(), t.partitions.len() as i32))
+/// The partition counts of `names` that exist (what the assignors and the group epoch see).
+pub fn topic_counts<'a>(
+    image: &MetadataImage,
+    names: impl IntoIterator<Item = &'a String>,
+) -> BTreeMap<String, i32> {
+    names
+        .into_iter()
+        .filter_map(|name| {
+            image
+                .topic(name)
+                .map(|t| (name.clone(), t.partitions.len() as i32))
+        })
         .collect()
 }
 
@@ -108,7 +114,6 @@ pub async fn heartbeat(
     let convert = classic_conflict(&shard, &group_id)?;
     let now = crate::event::now_ms();
     let image = shard.metadata();
-    let topics = topic_counts(&image);
     let config = shard.groups.consumer_config.clone();
     let mut classic = Vec::new();
     let (reply, consumer) = {
@@ -123,6 +128,12 @@ pub async fn heartbeat(
             .or_insert_with(|| ConsumerGroup::new(group_id.clone()));
         let mut changes = Changes::default();
         let client_id = request.client_id.clone();
+        // Only the topics this group can care about: its members' subscriptions, the new one, and
+        // those whose partition counts it saw (not every topic of the cluster per heartbeat).
+        let mut names = group.subscribed_topics();
+        names.extend(request.subscriptions.iter().flatten().cloned());
+        names.extend(group.topics_seen.keys().cloned());
+        let topics = topic_counts(&image, &names);
         let reply = group.heartbeat(
             request,
             now,
