@@ -28,11 +28,6 @@ use crate::shard::{Job, Shard};
 pub const CLEAN_SHUTDOWN_FILE: &str = ".weir_clean_shutdown";
 const LOCK_FILE: &str = ".lock";
 const MESH_CAPACITY: usize = 1024;
-/// How long one glommio task queue runs before the executor switches to another queue with work
-/// (glommio's default is 100 ms). Request handling and the log cleaner are separate queues: the
-/// cleaner checks `yield_if_needed` between batches, so this bounds how long a request waits
-/// behind a cleaning pass.
-const PREEMPT_TIMER: Duration = Duration::from_millis(1);
 /// glommio needs this much locked memory for its io_uring rings when not root.
 const MEMLOCK_MIN_BYTES: u64 = 512 << 10;
 
@@ -242,7 +237,6 @@ pub fn run(broker: BrokerConfig) -> Result<(), String> {
     let mesh: MeshBuilder<Job, _> = MeshBuilder::full(shards, MESH_CAPACITY);
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("weir-shard")
-        .preempt_timer(PREEMPT_TIMER)
         .on_all_shards({
             let broker = broker.clone();
             move || shard_main(mesh, broker, clean, cluster_id, shards)

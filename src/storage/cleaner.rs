@@ -84,24 +84,32 @@ impl Default for CleanerOptions {
     }
 }
 
-/// Bounds the cleaner's I/O rate (Kafka's `log.cleaner.io.max.bytes.per.second`): after each
-/// batch read or written, the cleaner sleeps for as long as it is ahead of the rate, measured
-/// over windows of about a second (so an idle spell does not bank a burst).
+/// Paces the cleaner after each batch it reads or writes:
+/// - bounds its I/O rate (Kafka's `log.cleaner.io.max.bytes.per.second`): it sleeps for as long
+///   as it is ahead of the rate, measured over windows of about a second (so an idle spell does
+///   not bank a burst);
+/// - yields its task queue at least every [`IoThrottle::YIELD_EVERY`] of work, so requests wait
+///   at most about that long behind a pass. (glommio's own preemption, `yield_if_needed`, comes
+///   only every 100 ms by default; a 1 ms preempt timer for the executors made them miss
+///   wake-ups at startup under load, so the cleaner yields on its own clock instead.)
 #[derive(Debug)]
 pub struct IoThrottle {
     bytes_per_second: f64,
     window_start: std::cell::Cell<std::time::Instant>,
     window_bytes: std::cell::Cell<u64>,
+    last_yield: std::cell::Cell<std::time::Instant>,
 }
 
 impl IoThrottle {
     const WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 
     pub fn new(bytes_per_second: f64) -> IoThrottle {
         IoThrottle {
             bytes_per_second,
             window_start: std::cell::Cell::new(std::time::Instant::now()),
             window_bytes: std::cell::Cell::new(0),
+            last_yield: std::cell::Cell::new(std::time::Instant::now()),
         }
     }
 
@@ -122,11 +130,17 @@ impl IoThrottle {
         due.saturating_sub(elapsed)
     }
 
-    /// Accounts `bytes` of cleaner I/O and sleeps if the cleaner is ahead of its rate.
+    /// Accounts `bytes` of cleaner I/O: sleeps if the cleaner is ahead of its rate, else yields
+    /// the task queue when it has run for [`IoThrottle::YIELD_EVERY`] since the last pause.
     pub async fn account(&self, bytes: u64) {
-        let pause = self.pause_after(bytes, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        let pause = self.pause_after(bytes, now);
         if !pause.is_zero() {
             glommio::timer::sleep(pause).await;
+            self.last_yield.set(std::time::Instant::now());
+        } else if now.duration_since(self.last_yield.get()) >= Self::YIELD_EVERY {
+            glommio::executor().yield_task_queue_now().await;
+            self.last_yield.set(std::time::Instant::now());
         }
     }
 }
