@@ -2,7 +2,6 @@
 //! assignor and members, each with its epoch, subscriptions, current and target assignment
 //! (topics by id and name). An unknown id, or a classic group, is GROUP_ID_NOT_FOUND.
 
-use super::topics::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{ApiSpec, HandlerError, Reply, Request};
 use crate::coordinator::assignor::Assignment;
 use crate::metadata::MetadataImage;
@@ -23,9 +22,6 @@ pub const SPEC: ApiSpec = ApiSpec {
     note: "consumer protocol (KIP-848) groups",
 };
 
-/// Kafka's group ACL operations a client may perform without ACLs: READ, DELETE, DESCRIBE.
-const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
-
 fn wire(image: &MetadataImage, assignment: &Assignment) -> WireAssignment {
     WireAssignment {
         topic_partitions: assignment
@@ -44,11 +40,7 @@ fn wire(image: &MetadataImage, assignment: &Assignment) -> WireAssignment {
 
 pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
     let body: ConsumerGroupDescribeRequest = request.decode()?;
-    let operations = if body.include_authorized_operations {
-        GROUP_AUTHORIZED_OPERATIONS
-    } else {
-        AUTHORIZED_OPERATIONS_OMITTED
-    };
+    let operations = super::groups::group_authorized_operations(body.include_authorized_operations);
     let mut groups = Vec::with_capacity(body.group_ids.len());
     for group_id in body.group_ids {
         let id = group_id.clone();
@@ -105,7 +97,7 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
         described.authorized_operations = if described.error_code == ErrorCode::None.code() {
             operations
         } else {
-            AUTHORIZED_OPERATIONS_OMITTED
+            super::topics::AUTHORIZED_OPERATIONS_OMITTED
         };
         groups.push(described);
     }

@@ -3,7 +3,6 @@
 //! Kafka). An unknown group, or a consumer-protocol (KIP-848) one, is described as Dead with no
 //! error (v0-5), as Kafka does (ConsumerGroupDescribe describes those).
 
-use super::topics::AUTHORIZED_OPERATIONS_OMITTED;
 use super::{ApiSpec, HandlerError, Reply, Request};
 use crate::coordinator::group::GroupState;
 use crate::protocol::error::ErrorCode;
@@ -20,16 +19,9 @@ pub const SPEC: ApiSpec = ApiSpec {
     note: "supported (classic groups)",
 };
 
-/// Kafka's group ACL operations a client may perform without ACLs: READ, DELETE, DESCRIBE.
-const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
-
 pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
     let body: DescribeGroupsRequest = request.decode()?;
-    let operations = if body.include_authorized_operations {
-        GROUP_AUTHORIZED_OPERATIONS
-    } else {
-        AUTHORIZED_OPERATIONS_OMITTED
-    };
+    let operations = super::groups::group_authorized_operations(body.include_authorized_operations);
     let mut groups = Vec::with_capacity(body.groups.len());
     for group_id in body.groups {
         let id = group_id.clone();

@@ -10,6 +10,19 @@ use crate::protocol::error::ErrorCode;
 use crate::shard::group_coordinator::{apply_effects, Waiter};
 use crate::shard::Shard;
 
+/// Kafka's group ACL operations a client may perform without ACLs: READ, DELETE, DESCRIBE.
+const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+/// `authorized_operations` of a described group: the group operations when the request asks for
+/// them (DescribeGroups v3+, ConsumerGroupDescribe), else Kafka's "omitted" marker.
+pub fn group_authorized_operations(include: bool) -> i32 {
+    if include {
+        GROUP_AUTHORIZED_OPERATIONS
+    } else {
+        super::topics::AUTHORIZED_OPERATIONS_OMITTED
+    }
+}
+
 /// Kafka's member id for a new member: `<client.id>-<random UUID>`.
 pub fn new_member_id(client_id: &str) -> String {
     let bytes = crate::metadata::random_uuid().0;
