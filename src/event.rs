@@ -109,6 +109,13 @@ impl OrderedLock {
 
     /// Takes a ticket now; the returned future completes when every earlier ticket is done.
     pub fn lock(&self) -> Locking<'_> {
+        if self.closed.get() {
+            // No ticket: nothing to skip later (lockers of a closed lock would pile up otherwise).
+            return Locking {
+                lock: self,
+                ticket: None,
+            };
+        }
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket + 1);
         Locking {
@@ -155,13 +162,13 @@ impl<'a> Future for Locking<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let lock = self.lock;
-        let Some(ticket) = self.ticket else {
-            panic!("Locking polled after completion");
-        };
         if lock.closed.get() {
             // Dropping self (ticket still set) gives the turn on, so later tickets finish too.
             return Poll::Ready(Err(LockClosed));
         }
+        let Some(ticket) = self.ticket else {
+            panic!("Locking polled after completion");
+        };
         if lock.serving.get() == ticket {
             lock.waiting.borrow_mut().remove(&ticket);
             self.ticket = None;
@@ -235,6 +242,12 @@ mod tests {
         assert_eq!(fourth.now_or_never().unwrap().err(), Some(LockClosed));
         drop(third);
         assert_eq!(lock.lock().now_or_never().unwrap().err(), Some(LockClosed));
+        // Refused lockers leave nothing behind.
+        assert!(lock.abandoned.borrow().len() <= 1);
+        for _ in 0..100 {
+            assert!(lock.lock().now_or_never().unwrap().is_err());
+        }
+        assert!(lock.abandoned.borrow().len() <= 1);
     }
 
     #[test]
