@@ -319,6 +319,7 @@ async fn shard_main(
     glommio::spawn_local(shard.flusher.clone().run()).detach();
     glommio::spawn_local(shard.clone().retention_loop()).detach();
     glommio::spawn_local(crate::shard::group_coordinator::run(shard.clone())).detach();
+    glommio::spawn_local(crate::shard::txn_coordinator::run(shard.clone())).detach();
     if broker.cleaner_enable() {
         let queue = glommio::executor().create_task_queue(
             glommio::Shares::Static(broker.cleaner_shares()),

@@ -254,6 +254,16 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         doc: "Members a consumer-protocol group may have (GROUP_MAX_SIZE_REACHED beyond)." },
     ConfigDef { name: "transaction.state.log.num.partitions", kind: ConfigKind::Int, default: "50",
         check: positive, doc: "Partitions of __transaction_state." },
+    ConfigDef { name: "transaction.state.log.segment.bytes", kind: ConfigKind::Int, default: "104857600", check: segment_bytes,
+        doc: "segment.bytes of __transaction_state when it is created." },
+    ConfigDef { name: "transaction.max.timeout.ms", kind: ConfigKind::Int, default: "900000", check: positive,
+        doc: "Largest transaction.timeout.ms a producer may ask for (INVALID_TRANSACTION_TIMEOUT beyond)." },
+    ConfigDef { name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", kind: ConfigKind::Int, default: "10000", check: positive,
+        doc: "How often open transactions are checked against their timeout (and aborted past it)." },
+    ConfigDef { name: "transactional.id.expiration.ms", kind: ConfigKind::Int, default: "604800000", check: positive,
+        doc: "A transactional id with no transaction in progress is forgotten after this long without a request." },
+    ConfigDef { name: "transaction.remove.expired.transaction.cleanup.interval.ms", kind: ConfigKind::Int, default: "3600000", check: positive,
+        doc: "How often expired transactional ids are looked for." },
     ConfigDef { name: "weir.max.partitions", kind: ConfigKind::Int, default: "10000", check: positive,
         doc: "Partitions this broker hosts at most, over all topics (each holds open files: raise `ulimit -n` with it)." },
     ConfigDef { name: "weir.smp", kind: ConfigKind::Int, default: "0", check: non_negative,
@@ -565,6 +575,24 @@ impl BrokerConfig {
     }
     pub fn group_initial_rebalance_delay_ms(&self) -> i32 {
         self.get_i64("group.initial.rebalance.delay.ms") as i32
+    }
+    pub fn transaction_state_log_num_partitions(&self) -> i32 {
+        self.get_i64("transaction.state.log.num.partitions") as i32
+    }
+    pub fn transaction_state_log_segment_bytes(&self) -> i64 {
+        self.get_i64("transaction.state.log.segment.bytes")
+    }
+    pub fn transaction_max_timeout_ms(&self) -> i32 {
+        self.get_i64("transaction.max.timeout.ms") as i32
+    }
+    pub fn transaction_abort_timed_out_transaction_cleanup_interval_ms(&self) -> u64 {
+        self.get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms") as u64
+    }
+    pub fn transactional_id_expiration_ms(&self) -> i64 {
+        self.get_i64("transactional.id.expiration.ms")
+    }
+    pub fn transaction_remove_expired_transaction_cleanup_interval_ms(&self) -> i64 {
+        self.get_i64("transaction.remove.expired.transaction.cleanup.interval.ms")
     }
     pub fn group_max_size(&self) -> usize {
         self.get_i64("group.max.size") as usize

@@ -8,6 +8,8 @@
 //! long-poll fetch — is returned as [`Reply::Later`] and awaited by the connection's writer,
 //! letting the client pipeline.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
@@ -20,6 +22,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups;
@@ -29,6 +33,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -37,6 +42,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod topics;
+pub mod txn_offset_commit;
 
 use std::fmt::Write;
 use std::rc::Rc;
@@ -171,6 +177,12 @@ pub static APIS: &[ApiSpec] = &[
     offset_delete::SPEC,
     consumer_group_heartbeat::SPEC,
     consumer_group_describe::SPEC,
+    add_partitions_to_txn::SPEC,
+    add_offsets_to_txn::SPEC,
+    end_txn::SPEC,
+    txn_offset_commit::SPEC,
+    describe_transactions::SPEC,
+    list_transactions::SPEC,
 ];
 
 pub fn spec_for(api_key: i16) -> Option<&'static ApiSpec> {
@@ -222,6 +234,12 @@ pub async fn dispatch(request: Request) -> Result<Reply, HandlerError> {
         ApiKey::OffsetDelete => offset_delete::handle(request).await,
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(request).await,
         ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(request).await,
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(request).await,
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(request).await,
+        ApiKey::EndTxn => end_txn::handle(request).await,
+        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(request).await,
+        ApiKey::DescribeTransactions => describe_transactions::handle(request).await,
+        ApiKey::ListTransactions => list_transactions::handle(request).await,
         other => Err(HandlerError::UnsupportedVersion {
             api: other.name(),
             version: request.version,

@@ -26,7 +26,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     note: "supported (all topics with null, several groups v8+)",
 };
 
-type Fetched = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+type Fetched = Vec<(String, Vec<(i32, Option<CommittedOffset>, ErrorCode)>)>;
 
 /// The committed offsets of `group` for `topics` (None: all of them).
 async fn fetch(
@@ -34,6 +34,7 @@ async fn fetch(
     group: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
     member: Option<(Option<String>, i32)>,
+    require_stable: bool,
 ) -> Result<Fetched, ErrorCode> {
     to_coordinator(shard, &group.clone(), move |shard| async move {
         let store = shard.groups.store.borrow();
@@ -41,6 +42,13 @@ async fn fetch(
             consumer.validate_offset_fetch(member_id.as_deref(), epoch)?;
         }
         let found = store.groups.get(&group);
+        let unstable = |topic: &str, partition: i32| {
+            if require_stable && store.has_pending_offset(&group, topic, partition) {
+                ErrorCode::UnstableOffsetCommit
+            } else {
+                ErrorCode::None
+            }
+        };
         Ok(match topics {
             Some(topics) => topics
                 .into_iter()
@@ -48,10 +56,12 @@ async fn fetch(
                     let offsets = partitions
                         .into_iter()
                         .map(|p| {
+                            let error = unstable(&topic, p);
                             let committed = found
+                                .filter(|_| error == ErrorCode::None)
                                 .and_then(|g| g.offsets.get(&(topic.clone(), p)))
                                 .cloned();
-                            (p, committed)
+                            (p, committed, error)
                         })
                         .collect();
                     (topic, offsets)
@@ -61,12 +71,15 @@ async fn fetch(
                 let mut all: Fetched = Vec::new();
                 if let Some(g) = found {
                     for ((topic, partition), committed) in &g.offsets {
+                        let error = unstable(topic, *partition);
+                        let item = (
+                            *partition,
+                            (error == ErrorCode::None).then(|| committed.clone()),
+                            error,
+                        );
                         match all.last_mut() {
-                            Some((last, list)) if last == topic => {
-                                list.push((*partition, Some(committed.clone())))
-                            }
-                            _ => all
-                                .push((topic.clone(), vec![(*partition, Some(committed.clone()))])),
+                            Some((last, list)) if last == topic => list.push(item),
+                            _ => all.push((topic.clone(), vec![item])),
                         }
                     }
                 }
@@ -96,7 +109,14 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
                     .collect()
             });
             let member = (request.version >= 9).then(|| (g.member_id.clone(), g.member_epoch));
-            let outcome = fetch(&shard, g.group_id.clone(), topics, member).await;
+            let outcome = fetch(
+                &shard,
+                g.group_id.clone(),
+                topics,
+                member,
+                body.require_stable,
+            )
+            .await;
             groups.push(match outcome {
                 Ok(fetched) => OffsetFetchResponseGroup {
                     group_id: g.group_id,
@@ -106,14 +126,14 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
                             name,
                             partitions: partitions
                                 .into_iter()
-                                .map(|(partition_index, committed)| {
+                                .map(|(partition_index, committed, error)| {
                                     let (offset, epoch, metadata) = values(&committed);
                                     OffsetFetchResponsePartitions {
                                         partition_index,
                                         committed_offset: offset,
                                         committed_leader_epoch: epoch,
                                         metadata,
-                                        error_code: 0,
+                                        error_code: error.code(),
                                         ..Default::default()
                                     }
                                 })
@@ -141,7 +161,15 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let outcome = fetch(&shard, body.group_id.clone(), asked.clone(), None).await;
+    let require_stable = request.version >= 7 && body.require_stable;
+    let outcome = fetch(
+        &shard,
+        body.group_id.clone(),
+        asked.clone(),
+        None,
+        require_stable,
+    )
+    .await;
     let (fetched, error) = match outcome {
         Ok(fetched) => (fetched, ErrorCode::None),
         // v1 has no top-level error: every asked partition carries it.
@@ -149,7 +177,12 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
             asked
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect()))
+                .map(|(t, ps)| {
+                    (
+                        t,
+                        ps.into_iter().map(|p| (p, None, ErrorCode::None)).collect(),
+                    )
+                })
                 .collect(),
             code,
         ),
@@ -165,14 +198,19 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
             name,
             partitions: partitions
                 .into_iter()
-                .map(|(partition_index, committed)| {
+                .map(|(partition_index, committed, own)| {
                     let (offset, epoch, metadata) = values(&committed);
+                    let error = if own != ErrorCode::None {
+                        own
+                    } else {
+                        partition_error
+                    };
                     OffsetFetchResponsePartition {
                         partition_index,
                         committed_offset: offset,
                         committed_leader_epoch: epoch,
                         metadata,
-                        error_code: partition_error.code(),
+                        error_code: error.code(),
                         ..Default::default()
                     }
                 })

@@ -255,30 +255,97 @@ pub async fn append_encoded(
     let Some(index) = coordinator_partition(&shard.metadata(), group) else {
         return Err(ErrorCode::NotCoordinator);
     };
-    let Some(partition) = shard.partition(OFFSETS_TOPIC, index) else {
-        return Err(ErrorCode::NotLeaderOrFollower);
-    };
+    append_to_partition(
+        shard,
+        OFFSETS_TOPIC,
+        index,
+        records,
+        Duration::from_millis(shard.broker.offsets_commit_timeout_ms()),
+    )
+    .await
+}
+
+/// Appends encoded (key, value) records as one batch to a coordinator's partition of this shard
+/// and waits until they are durable (at most `timeout`: REQUEST_TIMED_OUT).
+pub async fn append_to_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    index: i32,
+    records: Vec<(bytes::Bytes, Option<bytes::Bytes>)>,
+    timeout: Duration,
+) -> Result<(), ErrorCode> {
     let now = crate::event::now_ms();
     let mut builder = BatchBuilder::new(Compression::None, 0, now);
     for (key, value) in &records {
         builder.append(now, Some(key), value.as_deref(), &[]);
     }
     let batch = builder.build().map_err(|_| ErrorCode::UnknownServerError)?;
+    append_batch(shard, topic, index, batch, timeout).await
+}
+
+/// Appends a built batch to a partition of this shard and waits until it is durable.
+pub async fn append_batch(
+    shard: &Rc<Shard>,
+    topic: &str,
+    index: i32,
+    batch: bytes::Bytes,
+    timeout: Duration,
+) -> Result<(), ErrorCode> {
+    let Some(partition) = shard.partition(topic, index) else {
+        return Err(ErrorCode::NotLeaderOrFollower);
+    };
     let appended = partition
         .append(Some(batch), &shard.flusher)
         .await
         .map_err(|e| e.code)?;
     use futures::future::{select, Either};
     let wait = partition.wait_for_offset(appended.last_offset);
-    let timer = glommio::timer::sleep(Duration::from_millis(
-        shard.broker.offsets_commit_timeout_ms(),
-    ));
+    let timer = glommio::timer::sleep(timeout);
     futures::pin_mut!(wait);
     futures::pin_mut!(timer);
     match select(wait, timer).await {
         Either::Left((result, _)) => result.map_err(|e| e.code),
         Either::Right(_) => Err(ErrorCode::RequestTimedOut),
     }
+}
+
+/// Appends a batch a coordinator wrote for a producer (TxnOffsetCommit): the producer's epoch
+/// is checked and its transaction tracked, but not its sequence (Kafka's coordinator origin).
+pub async fn append_coordinator_batch(
+    shard: &Rc<Shard>,
+    topic: &str,
+    index: i32,
+    batch: bytes::Bytes,
+    timeout: Duration,
+) -> Result<(), ErrorCode> {
+    // TEMP(txn-coord): until the partition side lands, the plain append path.
+    append_batch(shard, topic, index, batch, timeout).await
+}
+
+/// Reads a coordinator partition from its log start to its high watermark, handing every batch
+/// (header and bytes) to `visit` in log order.
+pub async fn replay(
+    partition: &crate::partition::Partition,
+    mut visit: impl FnMut(&crate::records::batch::BatchHeader, &bytes::Bytes),
+) -> Result<(), crate::partition::PartitionError> {
+    let end = partition.high_watermark();
+    let mut from = partition.offsets().log_start_offset;
+    while from < end {
+        let (chunk, _) = partition.read(from, 1 << 20, true).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        let before = from;
+        for item in crate::records::batch::split(&chunk) {
+            let Ok((header, bytes)) = item else { break };
+            from = header.last_offset() + 1;
+            visit(&header, &bytes);
+        }
+        if from == before {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Appends `records` and, once durable, applies them to the store (the replay path).
@@ -320,57 +387,55 @@ pub fn on_metadata(shard: &Rc<Shard>, image: &MetadataImage) {
     }
 }
 
-/// Replays one offsets partition from its log start into the store.
+/// Replays one offsets partition from its log start into the store. Offsets of transactions
+/// (TxnOffsetCommit) wait for their transaction's marker.
 async fn load_partition(shard: Rc<Shard>, index: i32) {
     let started = std::time::Instant::now();
     let Some(partition) = shard.partition(OFFSETS_TOPIC, index) else {
         shard.groups.partitions.borrow_mut().remove(&index);
         return;
     };
-    let end = partition.high_watermark();
-    let mut from = partition.offsets().log_start_offset;
     let mut count = 0usize;
-    while from < end {
-        let chunk = match partition.read(from, 1 << 20, true).await {
-            Ok((chunk, _)) => chunk,
-            Err(error) => {
-                tracing::error!(
-                    "loading {OFFSETS_TOPIC}-{index} at offset {from}: {}; its groups stay unavailable",
-                    error.message.unwrap_or_else(|| error.code.name().to_string())
-                );
-                return;
+    let now = crate::event::now_ms();
+    let replayed = replay(&partition, |header, bytes| {
+        if header.is_control() {
+            if let Some(commit) = marker_commits(bytes) {
+                shard
+                    .groups
+                    .store
+                    .borrow_mut()
+                    .complete_txn(header.producer_id, index, commit, now);
             }
-        };
-        if chunk.is_empty() {
-            break;
+            return;
         }
-        let now = crate::event::now_ms();
-        for item in crate::records::batch::split(&chunk) {
-            let Ok((header, bytes)) = item else { break };
-            from = header.last_offset() + 1;
-            if header.is_control() {
-                continue;
-            }
-            let Ok(records) = crate::records::record::records(&bytes, 64 << 20) else {
+        let Ok(records) = crate::records::record::records(bytes, 64 << 20) else {
+            return;
+        };
+        for record in records.flatten() {
+            let Some(key) = record.key.as_ref() else {
                 continue;
             };
-            for record in records.flatten() {
-                let Some(key) = record.key.as_ref() else {
-                    continue;
-                };
-                if let Some(decoded) = GroupRecord::decode(key, record.value.as_ref()) {
-                    shard.groups.store.borrow_mut().apply(decoded, now);
-                    count += 1;
-                } else if super::consumer_groups::apply_loaded(
-                    &shard,
-                    key,
-                    record.value.as_ref(),
-                    now,
-                ) {
-                    count += 1;
+            if let Some(decoded) = GroupRecord::decode(key, record.value.as_ref()) {
+                let mut store = shard.groups.store.borrow_mut();
+                if header.is_transactional() {
+                    store.add_pending_txn(header.producer_id, index, decoded);
+                } else {
+                    store.apply(decoded, now);
                 }
+                count += 1;
+            } else if super::consumer_groups::apply_loaded(&shard, key, record.value.as_ref(), now)
+            {
+                count += 1;
             }
         }
+    })
+    .await;
+    if let Err(error) = replayed {
+        tracing::error!(
+            "loading {OFFSETS_TOPIC}-{index}: {}; its groups stay unavailable",
+            error.message.unwrap_or_else(|| error.code.name().to_string())
+        );
+        return;
     }
     shard
         .groups
@@ -382,6 +447,20 @@ async fn load_partition(shard: Rc<Shard>, index: i32) {
             "loaded {count} record(s) of {OFFSETS_TOPIC}-{index} in {:.2}s",
             started.elapsed().as_secs_f64()
         );
+    }
+}
+
+/// Whether a control batch is a COMMIT (true) or ABORT (false) marker; `None` for other control
+/// records or unreadable ones.
+pub fn marker_commits(batch: &bytes::Bytes) -> Option<bool> {
+    let record = crate::records::record::records(batch, 1 << 10)
+        .ok()?
+        .next()?
+        .ok()?;
+    let kind = crate::records::control::parse_control_record_key(record.key.as_deref()?).ok()?;
+    match crate::records::control::ControlType::from_id(kind)? {
+        crate::records::control::ControlType::Commit => Some(true),
+        crate::records::control::ControlType::Abort => Some(false),
     }
 }
 

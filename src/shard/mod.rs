@@ -15,6 +15,8 @@ pub mod consumer_groups;
 pub mod fetch_sessions;
 pub mod group_coordinator;
 pub mod metrics;
+pub mod txn_coordinator;
+pub mod txn_markers;
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
@@ -73,6 +75,8 @@ pub struct Shard {
     pub metrics: ShardMetrics,
     /// Groups of the `__consumer_offsets` partitions this shard owns.
     pub groups: ShardGroups,
+    /// Transactional ids of the `__transaction_state` partitions this shard owns.
+    pub txns: txn_coordinator::ShardTxns,
     pub connections: Cell<usize>,
     /// Fired when the metadata image changes (fetch long-polls re-check their partitions).
     pub metadata_event: Event,
@@ -110,6 +114,7 @@ impl Shard {
             fetch_sessions: RefCell::new(FetchSessions::new(broker.fetch_session_slots())),
             metrics: ShardMetrics::default(),
             groups: ShardGroups::new(&broker),
+            txns: txn_coordinator::ShardTxns::default(),
             connections: Cell::new(0),
             metadata_event: Event::default(),
             stopping: Cell::new(false),
@@ -335,6 +340,7 @@ impl Shard {
         }
         self.rebalance_cache();
         group_coordinator::on_metadata(self, &image);
+        txn_coordinator::on_metadata(self, &image);
         self.metadata_event.notify();
     }
 

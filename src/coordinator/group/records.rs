@@ -190,6 +190,9 @@ pub fn subscription_topics(metadata: &Bytes) -> Option<Vec<String>> {
 pub struct GroupStore<W> {
     pub groups: BTreeMap<String, ClassicGroup<W>>,
     pub consumer: BTreeMap<String, crate::coordinator::consumer_group::ConsumerGroup>,
+    /// Offsets written by transactions (TxnOffsetCommit) whose marker has not been seen, keyed
+    /// by (producer id, offsets partition): applied by a COMMIT marker, dropped by an ABORT.
+    pub pending_txn: BTreeMap<(i64, i32), Vec<GroupRecord>>,
 }
 
 impl<W> Default for GroupStore<W> {
@@ -197,11 +200,42 @@ impl<W> Default for GroupStore<W> {
         GroupStore {
             groups: BTreeMap::new(),
             consumer: BTreeMap::new(),
+            pending_txn: BTreeMap::new(),
         }
     }
 }
 
 impl<W> GroupStore<W> {
+    /// Holds a transactional offset record until its transaction ends.
+    pub fn add_pending_txn(&mut self, producer_id: i64, partition: i32, record: GroupRecord) {
+        self.pending_txn
+            .entry((producer_id, partition))
+            .or_default()
+            .push(record);
+    }
+
+    /// A transaction marker of `producer_id` in offsets partition `partition`: its offsets
+    /// become committed (in the order they were written) or are dropped.
+    pub fn complete_txn(&mut self, producer_id: i64, partition: i32, commit: bool, now_ms: i64) {
+        let Some(records) = self.pending_txn.remove(&(producer_id, partition)) else {
+            return;
+        };
+        if commit {
+            for record in records {
+                self.apply(record, now_ms);
+            }
+        }
+    }
+
+    /// Whether a transaction still holds an uncommitted offset of `group` for
+    /// (`topic`, `partition`) (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn.values().flatten().any(|r| {
+            matches!(r, GroupRecord::Offset { group: g, topic: t, partition: p, .. }
+                if g == group && t == topic && *p == partition)
+        })
+    }
+
     /// Applies one record (replay). A group tombstone removes the group's metadata; the group
     /// disappears once it has neither metadata nor offsets.
     pub fn apply(&mut self, record: GroupRecord, now_ms: i64) {

@@ -1125,6 +1125,29 @@ impl<W> ClassicGroup<W> {
         Ok(())
     }
 
+    /// Kafka's checks of a TxnOffsetCommit: looser than a plain commit (a member id or
+    /// generation is only checked when given; no rebalance check).
+    pub fn validate_txn_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ErrorCode> {
+        if self.is(GroupState::Dead) {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        if self.is_fenced(instance_id, member_id) {
+            return Err(ErrorCode::FencedInstanceId);
+        }
+        if !member_id.is_empty() && !self.members.contains_key(member_id) {
+            return Err(ErrorCode::UnknownMemberId);
+        }
+        if generation >= 0 && generation != self.generation {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// Fires the timeouts due at `now_ms`.
     pub fn tick(&mut self, now_ms: i64, config: &GroupConfig, fx: &mut Effects<W>) {
         if self.is(GroupState::Dead) {
