@@ -32,6 +32,8 @@ enum Command {
     Cluster(weir::cli::cluster::ClusterArgs),
     /// Consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
     Group(weir::cli::group::GroupArgs),
+    /// Transactions: list transactional ids, describe one (state, producer, open partitions).
+    Transactions(weir::cli::transactions::TransactionsArgs),
     /// Benchmarks: load through librdkafka beside the machine's ceilings.
     Bench {
         #[command(subcommand)]
@@ -104,6 +106,9 @@ fn main() -> ExitCode {
         Command::Consume(args) => return weir::cli::finish(weir::cli::consume::run(&args)),
         Command::Cluster(args) => return weir::cli::finish(weir::cli::cluster::run(&args)),
         Command::Group(args) => return weir::cli::finish(weir::cli::group::run(&args)),
+        Command::Transactions(args) => {
+            return weir::cli::finish(weir::cli::transactions::run(&args))
+        }
         Command::Bench { command } => weir::bench::run(command),
     };
     match result {

@@ -7,6 +7,7 @@
 //! - `produce` / `consume`: lines in, records out, kcat-style.
 //! - `cluster`: cluster id, controller, brokers, counts, broker configs.
 //! - `group`: consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
+//! - `transactions`: transactional ids: list, describe (state, producer, open partitions).
 //! - `parse`: argument values (`NAME=VALUE`, headers, start offsets); pure.
 //! - `format`: the `--format` template of `consume`; pure.
 //! - `table`: aligned columns for human-readable output.
@@ -19,6 +20,7 @@ pub mod parse;
 pub mod produce;
 pub mod table;
 pub mod topic;
+pub mod transactions;
 
 use std::fmt;
 use std::io;

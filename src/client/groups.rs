@@ -94,6 +94,17 @@ impl Client {
     /// The node id of `group`'s coordinator. COORDINATOR_NOT_AVAILABLE (the offsets topic is
     /// being created) and COORDINATOR_LOAD_IN_PROGRESS are retried.
     pub fn find_group_coordinator(&mut self, group: &str) -> Result<i32, ClientError> {
+        self.find_coordinator(0, group, &format!("group '{group}'"))
+    }
+
+    /// The node id of the coordinator of `key` (`key_type` 0: a group, 1: a transactional id),
+    /// retrying while it is being created or loaded.
+    pub fn find_coordinator(
+        &mut self,
+        key_type: i8,
+        coordinator_key: &str,
+        what: &str,
+    ) -> Result<i32, ClientError> {
         let key = ApiKey::FindCoordinator;
         let mut attempt = 0;
         loop {
@@ -101,14 +112,14 @@ impl Client {
             let version = self.bootstrap.version(key)?;
             let request = if version >= 4 {
                 FindCoordinatorRequest {
-                    key_type: 0,
-                    coordinator_keys: vec![group.to_string()],
+                    key_type,
+                    coordinator_keys: vec![coordinator_key.to_string()],
                     ..FindCoordinatorRequest::default()
                 }
             } else {
                 FindCoordinatorRequest {
-                    key: group.to_string(),
-                    key_type: 0,
+                    key: coordinator_key.to_string(),
+                    key_type,
                     ..FindCoordinatorRequest::default()
                 }
             };
@@ -116,9 +127,13 @@ impl Client {
                 self.bootstrap
                     .request(key, version, &request, Duration::ZERO)?;
             let (code, message, node) = if version >= 4 {
-                match response.coordinators.into_iter().find(|c| c.key == group) {
+                match response
+                    .coordinators
+                    .into_iter()
+                    .find(|c| c.key == coordinator_key)
+                {
                     Some(c) => (c.error_code, c.error_message, c.node_id),
-                    None => return Err(self.missing(key, &format!("group '{group}'"))),
+                    None => return Err(self.missing(key, what)),
                 }
             } else {
                 (
@@ -127,7 +142,7 @@ impl Client {
                     response.node_id,
                 )
             };
-            match check(key.name(), || format!("group '{group}'"), code, message) {
+            match check(key.name(), || what.to_string(), code, message) {
                 Ok(()) => return Ok(node),
                 Err(error)
                     if retriable_coordinator_error(&error) && attempt < RETRY_ATTEMPTS * 4 =>
@@ -487,7 +502,7 @@ impl Client {
     }
 }
 
-fn retriable_coordinator_error(error: &ClientError) -> bool {
+pub(crate) fn retriable_coordinator_error(error: &ClientError) -> bool {
     error.kafka().is_some_and(|e: &KafkaError| {
         e.is(ErrorCode::CoordinatorNotAvailable) || e.is(ErrorCode::CoordinatorLoadInProgress)
     })

@@ -28,6 +28,7 @@ pub mod fetch;
 pub mod groups;
 pub mod partitioner;
 pub mod produce;
+pub mod transactions;
 pub mod versions;
 
 #[cfg(test)]
