@@ -33,7 +33,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 4,
     max_version: 12,
     advertised_min: 4,
-    note: "supported (long poll, min/max bytes, partition limits, incremental fetch sessions)",
+    note: "supported (long poll, min/max bytes, partition limits, incremental fetch sessions, read_committed)",
 };
 
 /// Longest a fetch waits for data, whatever the client asks.

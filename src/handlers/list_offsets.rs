@@ -17,7 +17,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 1,
     max_version: 8,
     advertised_min: 1,
-    note: "supported (earliest, latest, max timestamp, by timestamp via the time index)",
+    note: "supported (earliest, latest, max timestamp, by timestamp via the time index; latest = LSO for read_committed)",
 };
 
 pub async fn handle(request: Request) -> Result<Reply, HandlerError> {

@@ -20,6 +20,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups;
@@ -37,6 +38,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod topics;
+pub mod write_txn_markers;
 
 use std::fmt::Write;
 use std::rc::Rc;
@@ -171,6 +173,8 @@ pub static APIS: &[ApiSpec] = &[
     offset_delete::SPEC,
     consumer_group_heartbeat::SPEC,
     consumer_group_describe::SPEC,
+    write_txn_markers::SPEC,
+    describe_producers::SPEC,
 ];
 
 pub fn spec_for(api_key: i16) -> Option<&'static ApiSpec> {
@@ -222,6 +226,8 @@ pub async fn dispatch(request: Request) -> Result<Reply, HandlerError> {
         ApiKey::OffsetDelete => offset_delete::handle(request).await,
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(request).await,
         ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(request).await,
+        ApiKey::WriteTxnMarkers => write_txn_markers::handle(request).await,
+        ApiKey::DescribeProducers => describe_producers::handle(request).await,
         other => Err(HandlerError::UnsupportedVersion {
             api: other.name(),
             version: request.version,

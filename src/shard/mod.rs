@@ -15,6 +15,7 @@ pub mod consumer_groups;
 pub mod fetch_sessions;
 pub mod group_coordinator;
 pub mod metrics;
+pub mod txn_markers;
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
