@@ -1,4 +1,6 @@
-//! Fetch (key 1), versions 4-12: consumers read record batches up to the high watermark.
+//! Fetch (key 1), versions 4-12: consumers read record batches up to the high watermark, or with
+//! isolation level 1 (read_committed) up to the last stable offset, with the aborted transactions
+//! overlapping what they read (clients drop those producers' batches up to the ABORT marker).
 //!
 //! The request's partitions are grouped by owner shard and read there (each group in one
 //! message); results are merged in request order and trimmed to `max_bytes` (the first batch is
@@ -17,7 +19,9 @@ use super::topics::check_leader_epoch;
 use super::{ApiSpec, HandlerError, Reply, Request};
 use crate::partition::{PartitionError, PartitionOffsets};
 use crate::protocol::error::ErrorCode;
-use crate::protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use crate::protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use crate::protocol::messages::{FetchRequest, FetchResponse};
 use crate::protocol::ApiKey;
 use crate::shard::fetch_sessions::{FetchContext, SessionKey};
@@ -29,7 +33,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 4,
     max_version: 12,
     advertised_min: 4,
-    note: "supported (long poll, min/max bytes, partition limits, incremental fetch sessions)",
+    note: "supported (long poll, min/max bytes, partition limits, incremental fetch sessions, read_committed)",
 };
 
 /// Longest a fetch waits for data, whatever the client asks.
@@ -50,6 +54,8 @@ struct PartitionResult {
     records: Bytes,
     error: Option<PartitionError>,
     offsets: PartitionOffsets,
+    /// read_committed: (producer id, first offset) of aborted transactions in `records`.
+    aborted: Option<Vec<(i64, i64)>>,
 }
 
 pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
@@ -158,7 +164,7 @@ async fn fetch_until_ready(
 ) -> Vec<PartitionResult> {
     let deadline = Instant::now() + limits.max_wait;
     loop {
-        let results = read_all(shard, wanted, limits.max_bytes).await;
+        let results = read_all(shard, wanted, limits.max_bytes, limits.read_committed).await;
         let bytes: usize = results.iter().map(|r| r.records.len()).sum();
         let any_error = results.iter().any(|r| r.error.is_some());
         if bytes >= limits.min_bytes.max(1)
@@ -169,10 +175,16 @@ async fn fetch_until_ready(
         {
             return results;
         }
-        let seen: Vec<(Arc<str>, i32, i64)> = wanted
+        let seen: Vec<Watched> = wanted
             .iter()
             .zip(&results)
-            .map(|(w, r)| (w.topic.clone(), w.partition, r.offsets.high_watermark))
+            .map(|(w, r)| {
+                (
+                    w.topic.clone(),
+                    w.partition,
+                    (r.offsets.high_watermark, r.offsets.last_stable_offset),
+                )
+            })
             .collect();
         wait_for_news(shard, seen, deadline).await;
     }
@@ -180,7 +192,12 @@ async fn fetch_until_ready(
 
 /// Reads every wanted partition on its owner shard and merges the results in request order,
 /// keeping the response within `max_bytes` (but always the first non-empty partition).
-async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionResult> {
+async fn read_all(
+    shard: &Rc<Shard>,
+    wanted: &[Wanted],
+    max_bytes: usize,
+    read_committed: bool,
+) -> Vec<PartitionResult> {
     let mut groups: Vec<Vec<(usize, Wanted)>> = vec![Vec::new(); shard.count];
     for (position, w) in wanted.iter().enumerate() {
         groups[shard.owner_of(&w.topic, w.partition)].push((position, w.clone()));
@@ -193,7 +210,7 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec
     {
         let receiver = shard
             .dispatch(owner, move |owner_shard| {
-                read_group(owner_shard, group, max_bytes)
+                read_group(owner_shard, group, max_bytes, read_committed)
             })
             .await;
         receivers.push(receiver);
@@ -233,6 +250,7 @@ fn error_result(error: PartitionError) -> PartitionResult {
             log_start_offset: -1,
             log_end_offset: -1,
         },
+        aborted: None,
     }
 }
 
@@ -244,20 +262,21 @@ async fn read_group(
     shard: Rc<Shard>,
     group: Vec<(usize, Wanted)>,
     max_bytes: usize,
+    read_committed: bool,
 ) -> Vec<(usize, PartitionResult)> {
     let wanted_total: usize = group
         .iter()
         .map(|(_, w)| w.partition_max_bytes.max(0) as usize)
         .sum();
     if wanted_total <= max_bytes {
-        return read_group_concurrently(&shard, group).await;
+        return read_group_concurrently(&shard, group, read_committed).await;
     }
     let mut out = Vec::with_capacity(group.len());
     let mut used = 0usize;
     for (position, wanted) in group {
         let budget =
             (wanted.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(used));
-        let result = read_one(&shard, &wanted, budget, used == 0).await;
+        let result = read_one(&shard, &wanted, budget, used == 0, read_committed).await;
         used += result.records.len();
         ShardMetrics::add(&shard.metrics.fetch_bytes, result.records.len() as u64);
         out.push((position, result));
@@ -273,6 +292,7 @@ async fn read_group(
 async fn read_group_concurrently(
     shard: &Rc<Shard>,
     group: Vec<(usize, Wanted)>,
+    read_committed: bool,
 ) -> Vec<(usize, PartitionResult)> {
     let reads = group.iter().map(|(_, wanted)| {
         read_one(
@@ -280,6 +300,7 @@ async fn read_group_concurrently(
             wanted,
             wanted.partition_max_bytes.max(0) as usize,
             true,
+            read_committed,
         )
     });
     let results = futures::future::join_all(reads).await;
@@ -291,6 +312,7 @@ async fn read_group_concurrently(
             let length = result.records.len();
             if used > 0 && length > wanted.partition_max_bytes.max(0) as usize {
                 result.records = Bytes::new();
+                result.aborted = result.aborted.map(|_| Vec::new());
             }
             used += result.records.len();
             ShardMetrics::add(&shard.metrics.fetch_bytes, result.records.len() as u64);
@@ -305,6 +327,7 @@ async fn read_one(
     wanted: &Wanted,
     budget: usize,
     min_one: bool,
+    read_committed: bool,
 ) -> PartitionResult {
     let Some(partition) = shard.partition(&wanted.topic, wanted.partition) else {
         let exists = shard
@@ -321,20 +344,28 @@ async fn read_one(
     if let Err(error) = check_leader_epoch(wanted.current_leader_epoch, partition.leader_epoch()) {
         return error_result(error);
     }
-    match partition.read(wanted.fetch_offset, budget, min_one).await {
-        Ok((records, offsets)) => PartitionResult {
-            records,
+    match partition
+        .read_isolated(wanted.fetch_offset, budget, min_one, read_committed)
+        .await
+    {
+        Ok(outcome) => PartitionResult {
+            records: outcome.records,
             error: None,
-            offsets,
+            offsets: outcome.offsets,
+            aborted: outcome.aborted_transactions,
         },
         Err(error) => error_result(error),
     }
 }
 
-/// Waits until the high watermark of any partition moves from what the last read saw, or the
-/// deadline. Each owner shard watches its own partitions; the first to see news wins.
-async fn wait_for_news(shard: &Rc<Shard>, seen: Vec<(Arc<str>, i32, i64)>, deadline: Instant) {
-    let mut groups: Vec<Vec<(Arc<str>, i32, i64)>> = vec![Vec::new(); shard.count];
+/// A partition a long poll watches, with the (high watermark, last stable offset) last read.
+type Watched = (Arc<str>, i32, (i64, i64));
+
+/// Waits until the high watermark or last stable offset of any partition moves from what the
+/// last read saw, or the deadline. Each owner shard watches its own partitions; the first to see
+/// news wins.
+async fn wait_for_news(shard: &Rc<Shard>, seen: Vec<Watched>, deadline: Instant) {
+    let mut groups: Vec<Vec<Watched>> = vec![Vec::new(); shard.count];
     for entry in seen {
         groups[shard.owner_of(&entry.0, entry.1)].push(entry);
     }
@@ -362,8 +393,9 @@ async fn wait_for_news(shard: &Rc<Shard>, seen: Vec<(Arc<str>, i32, i64)>, deadl
     futures::future::select(any_news, timer).await;
 }
 
-/// Runs on the owner shard: returns when a watched high watermark moves, or at the deadline.
-async fn watch_partitions(shard: Rc<Shard>, watched: Vec<(Arc<str>, i32, i64)>, deadline: Instant) {
+/// Runs on the owner shard: returns when a watched high watermark or last stable offset moves,
+/// or at the deadline (the LSO moves only with the high watermark, so `hw_event` covers both).
+async fn watch_partitions(shard: Rc<Shard>, watched: Vec<Watched>, deadline: Instant) {
     let partitions: Vec<_> = watched
         .iter()
         .filter_map(|(t, p, hw)| shard.partition(t, *p).map(|found| (found, *hw)))
@@ -379,7 +411,7 @@ async fn watch_partitions(shard: Rc<Shard>, watched: Vec<(Arc<str>, i32, i64)>, 
         let stopped = shard.stop_event.listen();
         if partitions
             .iter()
-            .any(|(p, seen)| p.high_watermark() != *seen)
+            .any(|(p, seen)| (p.high_watermark(), p.last_stable_offset()) != *seen)
             || shard.stopping.get()
         {
             return;
@@ -394,6 +426,18 @@ async fn watch_partitions(shard: Rc<Shard>, watched: Vec<(Arc<str>, i32, i64)>, 
         let events = futures::future::select(futures::future::select_all(listeners), stopped);
         futures::future::select(events, timer).await;
     }
+}
+
+fn aborted_list(aborted: Option<Vec<(i64, i64)>>) -> Vec<AbortedTransaction> {
+    aborted
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(producer_id, first_offset)| AbortedTransaction {
+            producer_id,
+            first_offset,
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn build_response(
@@ -440,7 +484,7 @@ fn build_response(
             high_watermark: offsets.high_watermark,
             last_stable_offset: offsets.last_stable_offset,
             log_start_offset: offsets.log_start_offset,
-            aborted_transactions: read_committed.then(Vec::new),
+            aborted_transactions: read_committed.then(|| aborted_list(result.aborted)),
             preferred_read_replica: -1,
             records: Some(result.records),
             ..Default::default()

@@ -17,7 +17,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 1,
     max_version: 8,
     advertised_min: 1,
-    note: "supported (earliest, latest, max timestamp, by timestamp via the time index)",
+    note: "supported (earliest, latest, max timestamp, by timestamp via the time index; latest = LSO for read_committed)",
 };
 
 pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
@@ -33,6 +33,7 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
             let outcome = match image.topic(&topic.name) {
                 Some(known) if index >= 0 && (index as usize) < known.partitions.len() => {
                     let (timestamp, epoch) = (p.timestamp, p.current_leader_epoch);
+                    let read_committed = body.isolation_level == 1;
                     on_partition(
                         &shard,
                         known.name.clone(),
@@ -40,7 +41,7 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
                         move |_, partition| async move {
                             check_leader_epoch(epoch, partition.leader_epoch())?;
                             let (offset, found_timestamp) =
-                                partition.list_offset(timestamp).await?;
+                                partition.list_offset(timestamp, read_committed).await?;
                             Ok((offset, found_timestamp, partition.leader_epoch()))
                         },
                     )

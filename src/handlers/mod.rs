@@ -22,6 +22,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
@@ -43,6 +44,7 @@ pub mod produce;
 pub mod sync_group;
 pub mod topics;
 pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use std::fmt::Write;
 use std::rc::Rc;
@@ -183,6 +185,8 @@ pub static APIS: &[ApiSpec] = &[
     txn_offset_commit::SPEC,
     describe_transactions::SPEC,
     list_transactions::SPEC,
+    write_txn_markers::SPEC,
+    describe_producers::SPEC,
 ];
 
 pub fn spec_for(api_key: i16) -> Option<&'static ApiSpec> {
@@ -240,6 +244,8 @@ pub async fn dispatch(request: Request) -> Result<Reply, HandlerError> {
         ApiKey::TxnOffsetCommit => txn_offset_commit::handle(request).await,
         ApiKey::DescribeTransactions => describe_transactions::handle(request).await,
         ApiKey::ListTransactions => list_transactions::handle(request).await,
+        ApiKey::WriteTxnMarkers => write_txn_markers::handle(request).await,
+        ApiKey::DescribeProducers => describe_producers::handle(request).await,
         other => Err(HandlerError::UnsupportedVersion {
             api: other.name(),
             version: request.version,

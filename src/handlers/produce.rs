@@ -30,7 +30,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 3,
     max_version: 11,
     advertised_min: 0,
-    note: "supported (acks 0/1/all, idempotence; transactions not yet); v0-2 answered UNSUPPORTED_VERSION",
+    note: "supported (acks 0/1/all, idempotence, transactional batches); v0-2 answered UNSUPPORTED_VERSION",
 };
 
 type Outcome = Result<AppendOutcome, PartitionError>;

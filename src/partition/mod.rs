@@ -6,6 +6,13 @@
 //! for durability), so the order of arrival is the order of the log. The high watermark is what
 //! consumers may read: the durable offset (after fdatasync) by default, the written offset with
 //! `write.caching=true`.
+//!
+//! Transactions (KIP-98): transactional produce batches open a transaction per producer,
+//! [`Partition::write_txn_marker`] appends the COMMIT/ABORT control batch that closes it (and
+//! records aborted ones in the segment's `.txnindex`). The last stable offset (LSO) is the first
+//! offset of the oldest transaction still open or whose marker is not yet below the high
+//! watermark, capped by the high watermark; read_committed fetches stop there. The LSO only moves
+//! when the high watermark does, so `hw_event` wakes read_committed long polls too.
 
 pub mod flusher;
 pub mod producer_state;
@@ -23,10 +30,15 @@ use crate::event::Event;
 use crate::protocol::error::ErrorCode;
 use crate::protocol::Uuid;
 use crate::records::batch::{self, BatchError, BatchHeader};
+use crate::records::builder::{BatchBuilder, EndTransactionMarker};
+use crate::records::control::{ControlType, TxnMarker};
 use crate::storage::log::{Log, LogOptions, OpenReport, ReadError};
 use crate::storage::segment;
+use crate::storage::txn_index::AbortedTxn;
 use flusher::Flusher;
-use producer_state::{ProducerStateTable, SequenceCheck};
+use producer_state::{
+    CompletedTxn, MarkerRefusal, ProducerEntry, ProducerStateTable, SequenceCheck,
+};
 
 /// A refusal with Kafka's error code and a message for clients that show one.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +72,15 @@ pub struct AppendOutcome {
     pub log_start_offset: i64,
     /// The batch was a retry of one already stored.
     pub duplicate: bool,
+}
+
+/// What a fetch read: the batches, the partition's offsets, and for read_committed the aborted
+/// transactions overlapping the batches as (producer id, first offset).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadOutcome {
+    pub records: Bytes,
+    pub offsets: PartitionOffsets,
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
 }
 
 /// Offsets reported with every fetch.
@@ -112,7 +133,8 @@ impl Partition {
         let dir = partition_dir(data_dir, &topic, index);
         let now = crate::event::now_ms();
         let (mut log, report) = Log::open(&dir, config, options, clean_shutdown, now).await?;
-        let producers = restore_producer_state(&dir, &mut log);
+        let mut producers = restore_producer_state(&dir, &mut log);
+        producers.on_high_watermark(log.log_end_offset);
         let end = log.log_end_offset;
         let partition = Rc::new(Partition {
             topic,
@@ -144,12 +166,22 @@ impl Partition {
         self.high_watermark.get()
     }
 
-    pub fn offsets(&self) -> PartitionOffsets {
-        let log = self.log.borrow();
+    /// The last stable offset: read_committed consumers read below it (see the module doc).
+    pub fn last_stable_offset(&self) -> i64 {
         let high_watermark = self.high_watermark.get();
+        let first_unstable = self.producers.borrow().first_unstable_offset();
+        let log_start = self.log.borrow().log_start_offset;
+        first_unstable
+            .map_or(high_watermark, |first| first.min(high_watermark))
+            .max(log_start)
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        let last_stable_offset = self.last_stable_offset();
+        let log = self.log.borrow();
         PartitionOffsets {
-            high_watermark,
-            last_stable_offset: high_watermark,
+            high_watermark: self.high_watermark.get(),
+            last_stable_offset,
             log_start_offset: log.log_start_offset,
             log_end_offset: log.log_end_offset,
         }
@@ -183,6 +215,26 @@ impl Partition {
         records: Option<Bytes>,
         flusher: &Rc<Flusher>,
     ) -> Result<AppendOutcome, PartitionError> {
+        self.append_from(records, flusher, false).await
+    }
+
+    /// Appends a batch a coordinator wrote for a producer (TxnOffsetCommit offsets in
+    /// `__consumer_offsets`): the producer's epoch is checked and its transaction tracked, but
+    /// not its sequence (Kafka's `AppendOrigin.COORDINATOR`).
+    pub async fn append_from_coordinator(
+        self: &Rc<Self>,
+        records: Option<Bytes>,
+        flusher: &Rc<Flusher>,
+    ) -> Result<AppendOutcome, PartitionError> {
+        self.append_from(records, flusher, true).await
+    }
+
+    async fn append_from(
+        self: &Rc<Self>,
+        records: Option<Bytes>,
+        flusher: &Rc<Flusher>,
+        from_coordinator: bool,
+    ) -> Result<AppendOutcome, PartitionError> {
         let (header, batch_bytes) = self.validate_produce(records)?;
         // The lock comes first: taking it is what orders appends; waiting for flusher space
         // happens inside it, so a later request cannot overtake an earlier one.
@@ -197,6 +249,8 @@ impl Partition {
         if header.producer_id >= 0 {
             match self.producers.borrow().check(&header) {
                 SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(_) | SequenceCheck::OutOfOrder { .. }
+                    if from_coordinator => {}
                 SequenceCheck::Duplicate(meta) => {
                     return Ok(AppendOutcome {
                         base_offset: meta.first_offset,
@@ -224,6 +278,16 @@ impl Partition {
                         ),
                     ));
                 }
+            }
+            if let Err(first) = self.producers.borrow().check_transactional(&header) {
+                return Err(PartitionError::new(
+                    ErrorCode::InvalidTxnState,
+                    format!(
+                        "producer {} has a transaction open since offset {first}: expected a \
+                         transactional batch",
+                        header.producer_id
+                    ),
+                ));
             }
         }
         let rolled = Log::roll_if_needed(&self.log, batch_bytes.len(), now)
@@ -266,12 +330,6 @@ impl Partition {
             )
         })?;
         let header = batch::validate_produce(&records).map_err(batch_error)?;
-        if header.is_transactional() {
-            return Err(PartitionError::new(
-                ErrorCode::InvalidRecord,
-                "transactional batches are not supported yet",
-            ));
-        }
         let batch_bytes = records;
         let config = self.log.borrow().config.clone();
         if batch_bytes.len() > config.max_message_bytes as usize {
@@ -364,6 +422,7 @@ impl Partition {
                 };
                 if visible > self.high_watermark.get() {
                     self.high_watermark.set(visible);
+                    self.producers.borrow_mut().on_high_watermark(visible);
                     self.hw_event.notify();
                 }
                 let log = self.log.borrow();
@@ -377,25 +436,48 @@ impl Partition {
         }
     }
 
-    /// Reads for a consumer from `offset`, up to the high watermark.
+    /// Reads for a consumer from `offset`, up to the high watermark (read_uncommitted).
     pub async fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
     ) -> Result<(Bytes, PartitionOffsets), PartitionError> {
+        let outcome = self
+            .read_isolated(offset, max_bytes, min_one, false)
+            .await?;
+        Ok((outcome.records, outcome.offsets))
+    }
+
+    /// Reads for a consumer from `offset`: up to the high watermark, or with `read_committed`
+    /// up to the last stable offset, listing the aborted transactions that overlap the batches
+    /// returned (Kafka's fetch upper bound: the offset after the last batch).
+    pub async fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        read_committed: bool,
+    ) -> Result<ReadOutcome, PartitionError> {
         self.check_available()?;
         let offsets = self.offsets();
-        match Log::read(
-            &self.log,
-            offset,
-            max_bytes,
-            offsets.high_watermark,
-            min_one,
-        )
-        .await
-        {
-            Ok(bytes) => Ok((bytes, self.offsets())),
+        let upper_bound = if read_committed {
+            offsets.last_stable_offset
+        } else {
+            offsets.high_watermark
+        };
+        match Log::read(&self.log, offset, max_bytes, upper_bound, min_one).await {
+            Ok(records) => {
+                let aborted_transactions = read_committed.then(|| match last_batch_end(&records) {
+                    Some(end) => self.log.borrow().aborted_transactions(offset, end),
+                    None => Vec::new(),
+                });
+                Ok(ReadOutcome {
+                    records,
+                    offsets: self.offsets(),
+                    aborted_transactions,
+                })
+            }
             Err(ReadError::OffsetOutOfRange {
                 log_start_offset,
                 log_end_offset,
@@ -412,10 +494,16 @@ impl Partition {
 
     /// ListOffsets: the offset (and timestamp) for a timestamp or one of Kafka's special values
     /// (-1 latest, -2 earliest, -3 max timestamp, -4 earliest local).
-    pub async fn list_offset(&self, timestamp: i64) -> Result<(i64, i64), PartitionError> {
+    /// With `read_committed` (isolation level 1), LATEST is the last stable offset.
+    pub async fn list_offset(
+        &self,
+        timestamp: i64,
+        read_committed: bool,
+    ) -> Result<(i64, i64), PartitionError> {
         self.check_available()?;
         let offsets = self.offsets();
         match timestamp {
+            -1 if read_committed => Ok((offsets.last_stable_offset, -1)),
             -1 => Ok((offsets.high_watermark, -1)),
             -2 | -4 => Ok((offsets.log_start_offset, -1)),
             -3 => {
@@ -526,6 +614,109 @@ impl Partition {
         Log::clean(&self.log, now_ms, options, &tails).await
     }
 
+    /// Appends a transaction marker (COMMIT or ABORT control batch) for `producer_id` and
+    /// completes its open transaction; an ABORT is recorded in the aborted-transaction index.
+    /// Kafka's checks: an older producer epoch is INVALID_PRODUCER_EPOCH, an older coordinator
+    /// epoch TRANSACTION_COORDINATOR_FENCED. A marker for a producer with no open transaction is
+    /// written all the same (a retry, or an epoch bump fencing the producer). Returns the
+    /// marker's offset once appended; wait for durability with [`Partition::wait_for_offset`].
+    pub async fn write_txn_marker(
+        self: &Rc<Self>,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        flusher: &Rc<Flusher>,
+    ) -> Result<i64, PartitionError> {
+        self.check_available()?;
+        if producer_id < 0 || producer_epoch < 0 {
+            return Err(PartitionError::new(
+                ErrorCode::InvalidRequest,
+                format!("a transaction marker needs a producer id and epoch, got {producer_id}/{producer_epoch}"),
+            ));
+        }
+        let _permit = self
+            .append_lock
+            .lock()
+            .await
+            .map_err(|_| PartitionError::code(ErrorCode::NotLeaderOrFollower))?;
+        flusher.reserve().await;
+        self.check_available()?;
+        let checked =
+            self.producers
+                .borrow()
+                .check_marker(producer_id, producer_epoch, coordinator_epoch);
+        match checked {
+            Ok(()) => {}
+            Err(MarkerRefusal::InvalidEpoch { current }) => {
+                return Err(PartitionError::new(
+                    ErrorCode::InvalidProducerEpoch,
+                    format!("marker for producer {producer_id} has epoch {producer_epoch}, older than its current epoch {current}"),
+                ));
+            }
+            Err(MarkerRefusal::CoordinatorFenced { current }) => {
+                return Err(PartitionError::new(
+                    ErrorCode::TransactionCoordinatorFenced,
+                    format!("marker for producer {producer_id} comes from coordinator epoch {coordinator_epoch}, older than {current}"),
+                ));
+            }
+        }
+        let kind = if commit {
+            ControlType::Commit
+        } else {
+            ControlType::Abort
+        };
+        let now = crate::event::now_ms();
+        let marker = EndTransactionMarker {
+            kind,
+            coordinator_epoch,
+            producer_id,
+            producer_epoch,
+        };
+        let bytes = BatchBuilder::end_transaction_marker(&marker, 0, now)
+            .build()
+            .map_err(|e| PartitionError::new(ErrorCode::UnknownServerError, e.to_string()))?;
+        let header = BatchHeader::parse(&bytes).map_err(batch_error)?;
+        let rolled = Log::roll_if_needed(&self.log, bytes.len(), now)
+            .await
+            .map_err(|e| self.fail(e))?;
+        if rolled {
+            self.write_producer_snapshot().await;
+        }
+        let log_append_time = self.log.borrow().config.log_append_time.then_some(now);
+        let info =
+            self.log
+                .borrow_mut()
+                .append(&header, &bytes, self.leader_epoch.get(), log_append_time);
+        let completed = self.producers.borrow_mut().complete(
+            producer_id,
+            producer_epoch,
+            TxnMarker {
+                kind,
+                coordinator_epoch,
+            },
+            info.base_offset,
+            info.max_timestamp,
+        );
+        if let Some(txn) = completed.filter(|t| t.aborted) {
+            self.log.borrow_mut().append_aborted(aborted_entry(&txn));
+        }
+        flusher.mark_dirty(self, info.bytes as u64);
+        Ok(info.base_offset)
+    }
+
+    /// The producers this partition tracks (DescribeProducers), by producer id.
+    pub fn producers(&self) -> Vec<ProducerEntry> {
+        let mut all: Vec<ProducerEntry> = self.producers.borrow().entries().cloned().collect();
+        all.sort_by_key(|e| e.producer_id);
+        all
+    }
+
+    /// Open transactions as (first offset, producer id), oldest first.
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.producers.borrow().ongoing().collect()
+    }
+
     /// Forgets idle producers.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
         self.producers.borrow_mut().expire(now_ms, expiration_ms)
@@ -580,6 +771,23 @@ impl Partition {
         self.append_lock.close();
         self.hw_event.notify();
     }
+}
+
+fn aborted_entry(txn: &CompletedTxn) -> AbortedTxn {
+    AbortedTxn {
+        producer_id: txn.producer_id,
+        first_offset: txn.first_offset,
+        last_offset: txn.last_offset,
+        last_stable_offset: txn.last_stable_offset,
+    }
+}
+
+/// One past the last offset of the last whole batch in `records`.
+fn last_batch_end(records: &Bytes) -> Option<i64> {
+    batch::split_slice(records)
+        .filter_map(|item| item.ok())
+        .last()
+        .map(|(header, _)| header.last_offset() + 1)
 }
 
 fn batch_error(error: BatchError) -> PartitionError {
@@ -659,7 +867,10 @@ fn restore_producer_state(dir: &Path, log: &mut Log) -> ProducerStateTable {
     }
     for summary in std::mem::take(&mut log.recovered) {
         if summary.header.base_offset >= from {
-            table.record(&summary.header);
+            let completed = table.replay(&summary.header, summary.marker);
+            if let Some(txn) = completed.filter(|t| t.aborted) {
+                log.restore_aborted(aborted_entry(&txn));
+            }
         }
     }
     table
@@ -686,3 +897,5 @@ fn prune_snapshots(dir: &Path, keep: usize) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

@@ -8,13 +8,19 @@
 //! i32::MAX). A producer the partition knows nothing about may start at any sequence, as in Kafka
 //! since KIP-360.
 //!
+//! Transactions (KIP-98): the first transactional batch of a producer with no open transaction
+//! opens one at its base offset; a marker (COMMIT/ABORT control batch) closes it. The table keeps
+//! the open transactions ordered by first offset, and the completed ones whose marker is not yet
+//! below the high watermark, which together bound the last stable offset (LSO).
+//!
 //! Snapshots use Kafka's `.snapshot` format (version 1, CRC-32C), written at segment roll and
 //! clean shutdown; after a crash the partition loads the newest snapshot and replays the batch
 //! headers recovery saw after it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::records::batch::BatchHeader;
+use crate::records::control::{ControlType, TxnMarker};
 
 pub const TRACKED_BATCHES: usize = 5;
 const SNAPSHOT_VERSION: i16 = 1;
@@ -79,9 +85,36 @@ fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
     }
 }
 
+/// A transaction closed by a marker (Kafka's `CompletedTxn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    /// The LSO once this transaction completed: the first offset of the oldest transaction still
+    /// open, else one past the marker (what Kafka stores in the aborted-transaction index).
+    pub last_stable_offset: i64,
+    pub aborted: bool,
+}
+
+/// Why a marker is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkerRefusal {
+    /// The marker's producer epoch is older than the producer's current epoch.
+    InvalidEpoch { current: i16 },
+    /// The marker comes from an older transaction coordinator than the last one seen.
+    CoordinatorFenced { current: i32 },
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProducerStateTable {
     entries: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset → producer id.
+    ongoing: BTreeMap<i64, i64>,
+    /// Completed transactions whose marker is not yet below the high watermark: first offset →
+    /// marker offset. Consumers reading committed data must not pass them yet.
+    unreplicated: BTreeMap<i64, i64>,
 }
 
 impl ProducerStateTable {
@@ -149,9 +182,142 @@ impl ProducerStateTable {
         }
     }
 
-    /// Records a stored batch (header carries the assigned offsets).
-    pub fn record(&mut self, header: &BatchHeader) {
+    /// Kafka's rule for a producer with an open transaction: every batch it sends until the
+    /// marker must be transactional. `Err(first offset of the open transaction)` otherwise.
+    pub fn check_transactional(&self, header: &BatchHeader) -> Result<(), i64> {
+        if header.is_transactional() {
+            return Ok(());
+        }
+        match self
+            .entries
+            .get(&header.producer_id)
+            .and_then(|e| e.current_txn_first_offset)
+        {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a marker against the producer's state (Kafka's `appendEndTxnMarker` checks).
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), MarkerRefusal> {
+        let Some(entry) = self.entries.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(MarkerRefusal::InvalidEpoch {
+                current: entry.epoch,
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(MarkerRefusal::CoordinatorFenced {
+                current: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies a stored marker at `offset`: the producer's open transaction (if any) completes.
+    /// A marker for a producer without one changes only its epoch and coordinator epoch (how an
+    /// epoch bump fences) and completes nothing, as in Kafka.
+    pub fn complete(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: TxnMarker,
+        offset: i64,
+        timestamp: i64,
+    ) -> Option<CompletedTxn> {
+        let entry = self
+            .entries
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                producer_id,
+                epoch: producer_epoch,
+                batches: VecDeque::new(),
+                last_timestamp: -1,
+                coordinator_epoch: -1,
+                current_txn_first_offset: None,
+            });
+        if producer_epoch != entry.epoch {
+            entry.epoch = producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        entry.last_timestamp = timestamp;
+        let first_offset = entry.current_txn_first_offset.take()?;
+        self.ongoing.remove(&first_offset);
+        self.unreplicated.insert(first_offset, offset);
+        let last_stable_offset = self
+            .ongoing
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(offset + 1)
+            .min(offset + 1);
+        Some(CompletedTxn {
+            producer_id,
+            first_offset,
+            last_offset: offset,
+            last_stable_offset,
+            aborted: marker.kind == ControlType::Abort,
+        })
+    }
+
+    /// Replays one stored batch (recovery): data batches as [`Self::record`], markers as
+    /// [`Self::complete`]. Returns the transaction a marker completed.
+    pub fn replay(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<TxnMarker>,
+    ) -> Option<CompletedTxn> {
         if header.producer_id < 0 {
+            return None;
+        }
+        if header.is_control() {
+            let marker = marker?;
+            return self.complete(
+                header.producer_id,
+                header.producer_epoch,
+                marker,
+                header.base_offset,
+                header.max_timestamp,
+            );
+        }
+        self.record(header);
+        None
+    }
+
+    /// The high watermark moved: completed transactions whose marker is below it are stable.
+    pub fn on_high_watermark(&mut self, high_watermark: i64) {
+        self.unreplicated
+            .retain(|_, marker| *marker >= high_watermark);
+    }
+
+    /// Kafka's first unstable offset: the first offset of the oldest transaction that is open,
+    /// or complete with its marker not yet below the high watermark.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        let ongoing = self.ongoing.keys().next().copied();
+        let unreplicated = self.unreplicated.keys().next().copied();
+        match (ongoing, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Open transactions as (first offset, producer id), oldest first.
+    pub fn ongoing(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ongoing.iter().map(|(first, pid)| (*first, *pid))
+    }
+
+    /// Records a stored batch (header carries the assigned offsets). A transactional batch of a
+    /// producer without an open transaction opens one.
+    pub fn record(&mut self, header: &BatchHeader) {
+        if header.producer_id < 0 || header.is_control() {
             return;
         }
         let entry = self
@@ -180,6 +346,10 @@ impl ProducerStateTable {
             timestamp: header.max_timestamp,
         });
         entry.last_timestamp = header.max_timestamp;
+        if header.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(header.base_offset);
+            self.ongoing.insert(header.base_offset, header.producer_id);
+        }
     }
 
     /// Forgets producers idle for longer than `expiration_ms` (Kafka's producer.id.expiration.ms).
@@ -268,6 +438,9 @@ impl ProducerStateTable {
                     current_txn_first_offset: (txn_first >= 0).then_some(txn_first),
                 },
             );
+            if txn_first >= 0 {
+                table.ongoing.insert(txn_first, producer_id);
+            }
         }
         Some(table)
     }

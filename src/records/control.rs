@@ -84,6 +84,35 @@ pub fn parse_control_record_key(key: &[u8]) -> Result<i16, BatchError> {
     Ok(i16::from_be_bytes([key[2], key[3]]))
 }
 
+/// A transaction marker as read back from a stored control batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnMarker {
+    pub kind: ControlType,
+    pub coordinator_epoch: i32,
+}
+
+/// Reads the transaction marker a control batch holds (its first record: Kafka writes exactly
+/// one). `None` for other batches, other control types (leader change, KRaft) and malformed
+/// records. Control batches are uncompressed and tiny, so the copy is cheap.
+pub fn read_marker(batch: &[u8]) -> Option<TxnMarker> {
+    let header = super::batch::BatchHeader::parse(batch).ok()?;
+    if !header.is_control() || header.records_count <= 0 {
+        return None;
+    }
+    let bytes = bytes::Bytes::copy_from_slice(batch.get(..header.total_size())?);
+    let record = super::record::records(&bytes, 1 << 20).ok()?.next()?.ok()?;
+    let kind = ControlType::from_id(parse_control_record_key(record.key.as_deref()?).ok()?)?;
+    let coordinator_epoch = record
+        .value
+        .as_deref()
+        .and_then(|v| parse_end_transaction_marker(v).ok())
+        .unwrap_or(-1);
+    Some(TxnMarker {
+        kind,
+        coordinator_epoch,
+    })
+}
+
 /// Reads the coordinator epoch from an end-transaction-marker value.
 pub fn parse_end_transaction_marker(value: &[u8]) -> Result<i32, BatchError> {
     if value.len() < END_TRANSACTION_MARKER_LEN {
@@ -124,6 +153,32 @@ mod tests {
         assert_eq!(parse_control_record_key(&[0, 3, 0, 1, 9, 9]), Ok(1));
         assert_eq!(parse_end_transaction_marker(&[0, 1, 0, 0, 0, 5, 7]), Ok(5));
         assert_eq!(ControlType::from_id(2), None);
+    }
+
+    #[test]
+    fn markers_are_read_back_from_control_batches_only() {
+        use crate::records::builder::{BatchBuilder, EndTransactionMarker};
+        for kind in [ControlType::Abort, ControlType::Commit] {
+            let marker = EndTransactionMarker {
+                kind,
+                coordinator_epoch: 7,
+                producer_id: 42,
+                producer_epoch: 3,
+            };
+            let batch = BatchBuilder::end_transaction_marker(&marker, 100, 1_000)
+                .build()
+                .unwrap();
+            assert_eq!(
+                read_marker(&batch),
+                Some(TxnMarker {
+                    kind,
+                    coordinator_epoch: 7
+                })
+            );
+        }
+        let mut data = BatchBuilder::new(crate::records::Compression::None, 0, 1_000);
+        data.append(1_000, Some(&[0, 0, 0, 1]), Some(b"v"), &[]);
+        assert_eq!(read_marker(&data.build().unwrap()), None);
     }
 
     #[test]

@@ -298,15 +298,7 @@ pub async fn append_batch(
         .append(Some(batch), &shard.flusher)
         .await
         .map_err(|e| e.code)?;
-    use futures::future::{select, Either};
-    let wait = partition.wait_for_offset(appended.last_offset);
-    let timer = glommio::timer::sleep(timeout);
-    futures::pin_mut!(wait);
-    futures::pin_mut!(timer);
-    match select(wait, timer).await {
-        Either::Left((result, _)) => result.map_err(|e| e.code),
-        Either::Right(_) => Err(ErrorCode::RequestTimedOut),
-    }
+    wait_durable(&partition, appended.last_offset, timeout).await
 }
 
 /// Appends a batch a coordinator wrote for a producer (TxnOffsetCommit): the producer's epoch
@@ -318,8 +310,31 @@ pub async fn append_coordinator_batch(
     batch: bytes::Bytes,
     timeout: Duration,
 ) -> Result<(), ErrorCode> {
-    // TEMP(txn-coord): until the partition side lands, the plain append path.
-    append_batch(shard, topic, index, batch, timeout).await
+    let Some(partition) = shard.partition(topic, index) else {
+        return Err(ErrorCode::NotLeaderOrFollower);
+    };
+    let appended = partition
+        .append_from_coordinator(Some(batch), &shard.flusher)
+        .await
+        .map_err(|e| e.code)?;
+    wait_durable(&partition, appended.last_offset, timeout).await
+}
+
+/// Waits until `last_offset` is below the high watermark (at most `timeout`).
+async fn wait_durable(
+    partition: &crate::partition::Partition,
+    last_offset: i64,
+    timeout: Duration,
+) -> Result<(), ErrorCode> {
+    use futures::future::{select, Either};
+    let wait = partition.wait_for_offset(last_offset);
+    let timer = glommio::timer::sleep(timeout);
+    futures::pin_mut!(wait);
+    futures::pin_mut!(timer);
+    match select(wait, timer).await {
+        Either::Left((result, _)) => result.map_err(|e| e.code),
+        Either::Right(_) => Err(ErrorCode::RequestTimedOut),
+    }
 }
 
 /// Reads a coordinator partition from its log start to its high watermark, handing every batch

@@ -712,7 +712,11 @@ async fn clean_segment(
             .throttle
             .account((bytes_len + output.len()) as u64)
             .await;
-        kept.push(BatchSummary { position, header });
+        kept.push(BatchSummary {
+            position,
+            header,
+            marker: None,
+        });
         position += output.len() as u64;
         glommio::yield_if_needed().await;
     }

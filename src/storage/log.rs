@@ -21,7 +21,8 @@ use glommio::io::{DmaFile, ReadResult};
 
 use super::appender::{self, Appender, FlushWork};
 use super::cleaner::CleanerState;
-use super::segment::{self, blocking, write_files_synced, BatchSummary, Segment};
+use super::segment::{self, blocking, BatchSummary, IndexFiles, Segment};
+use super::txn_index::{self, AbortedTxn};
 use crate::config::TopicConfig;
 use crate::records::batch::{self, BatchHeader};
 
@@ -220,6 +221,7 @@ impl Log {
                 None,
                 now_ms,
             );
+            segment.load_txn_index();
             let is_last = position == last_index;
             let trusted = (clean_shutdown || !is_last) && segment.load_index_files();
             let (valid_end, summaries, damaged) = if trusted {
@@ -762,10 +764,7 @@ impl Log {
                 let seal = segment.rolled.then(|| SealJob {
                     base_offset: segment.base_offset,
                     size: segment.size,
-                    offset_index: segment.index.to_bytes(),
-                    time_index: segment.time_index.to_bytes(),
-                    index_path: segment.index_path("index"),
-                    time_index_path: segment.index_path("timeindex"),
+                    files: segment.index_files(),
                 });
                 if !work.is_empty() || seal.is_some() {
                     jobs.push(FlushJob {
@@ -802,19 +801,16 @@ impl Log {
                 if sync_this {
                     job.file.fdatasync().await.map_err(std::io::Error::from)?;
                 }
-                if let Some(seal) = &job.seal {
+                if let Some(seal) = job.seal {
                     job.file
                         .truncate(seal.size)
                         .await
                         .map_err(std::io::Error::from)?;
-                    let (index_path, index) = (seal.index_path.clone(), seal.offset_index.clone());
-                    let (time_path, time) = (seal.time_index_path.clone(), seal.time_index.clone());
-                    blocking(move || {
-                        write_files_synced(&[(&index_path, &index), (&time_path, &time)])
-                    })
-                    .await?;
+                    let (base_offset, files) = (seal.base_offset, seal.files);
+                    blocking(move || files.write()).await?;
+                    return Ok(Some(base_offset));
                 }
-                Ok::<_, std::io::Error>(job.seal.map(|s| s.base_offset))
+                Ok::<_, std::io::Error>(None)
             }
         });
         let results = futures::future::join_all(jobs).await;
@@ -957,21 +953,14 @@ impl Log {
         if let Some(fill) = fill {
             fill.done.await;
         }
-        let (file, size, index_path, index, time_path, time) = {
+        let (file, size, files) = {
             let log = cell.borrow();
             let active = log.active();
-            (
-                active.file.clone(),
-                active.size,
-                active.index_path("index"),
-                active.index.to_bytes(),
-                active.index_path("timeindex"),
-                active.time_index.to_bytes(),
-            )
+            (active.file.clone(), active.size, active.index_files())
         };
         file.truncate(size).await.map_err(std::io::Error::from)?;
         file.fdatasync().await.map_err(std::io::Error::from)?;
-        blocking(move || write_files_synced(&[(&index_path, &index), (&time_path, &time)])).await?;
+        blocking(move || files.write()).await?;
         Log::checkpoint_log_start(cell).await
     }
 
@@ -994,6 +983,53 @@ impl Log {
             .filter(|s| s.max_timestamp >= 0)
             .max_by_key(|s| s.max_timestamp)
             .map(|s| (s.max_timestamp, s.offset_of_max_timestamp))
+    }
+
+    /// Records a transaction aborted by a marker just appended (it goes with the active segment,
+    /// which holds the marker).
+    pub fn append_aborted(&mut self, entry: AbortedTxn) {
+        self.active_mut().aborted.push(entry);
+    }
+
+    /// Recovery: puts an entry rebuilt from a replayed marker with the segment holding the
+    /// marker, in marker order. The segment's file may already have it (it was written at a
+    /// clean shutdown after that marker): then it is replaced, not duplicated. Entries read from
+    /// files are never stale: files are written only over durable data.
+    pub fn restore_aborted(&mut self, entry: AbortedTxn) {
+        if let Some((_, segment)) = self.segments.range_mut(..=entry.last_offset).next_back() {
+            let at = segment
+                .aborted
+                .partition_point(|e| e.last_offset < entry.last_offset);
+            match segment.aborted.get(at) {
+                Some(existing) if existing.last_offset == entry.last_offset => {
+                    segment.aborted[at] = entry
+                }
+                _ => segment.aborted.insert(at, entry),
+            }
+        }
+    }
+
+    /// Aborted transactions a read_committed fetch of `[from, upper_bound)` must report, as
+    /// (producer id, first offset): Kafka's `collectAbortedTransactions`.
+    pub fn aborted_transactions(&self, from: i64, upper_bound: i64) -> Vec<(i64, i64)> {
+        let start = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .map(|(base, _)| *base)
+            .unwrap_or(i64::MIN);
+        txn_index::collect(
+            self.segments
+                .range(start..)
+                .map(|(_, s)| s.aborted.as_slice()),
+            from,
+            upper_bound,
+        )
+    }
+
+    /// Every aborted transaction the log's segments record, oldest marker first.
+    pub fn aborted_entries(&self) -> impl Iterator<Item = &AbortedTxn> {
+        self.segments.values().flat_map(|s| s.aborted.iter())
     }
 
     /// Deletes every file of this log (topic deletion).
@@ -1077,10 +1113,7 @@ pub struct FlushJob {
 struct SealJob {
     base_offset: i64,
     size: u64,
-    offset_index: Vec<u8>,
-    time_index: Vec<u8>,
-    index_path: PathBuf,
-    time_index_path: PathBuf,
+    files: IndexFiles,
 }
 
 pub struct FlushPlan {
@@ -1203,6 +1236,7 @@ pub fn remove_segment_files(log_path: &Path) {
     let _ = std::fs::remove_file(log_path);
     let _ = std::fs::remove_file(log_path.with_extension("index"));
     let _ = std::fs::remove_file(log_path.with_extension("timeindex"));
+    let _ = std::fs::remove_file(log_path.with_extension("txnindex"));
 }
 
 #[cfg(test)]

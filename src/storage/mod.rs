@@ -12,6 +12,7 @@ pub mod cleaner;
 pub mod index;
 pub mod log;
 pub mod segment;
+pub mod txn_index;
 
 #[cfg(test)]
 mod cleaner_tests;

@@ -12,7 +12,9 @@ use glommio::io::{DmaFile, OpenOptions};
 
 use super::appender::Appender;
 use super::index::{OffsetIndex, TimeIndex};
+use super::txn_index::{self, AbortedTxn};
 use crate::records::batch::{self, BatchHeader};
+use crate::records::control::{read_marker, TxnMarker};
 
 /// Window of a recovery scan read.
 const SCAN_WINDOW_BYTES: usize = 4 << 20;
@@ -37,6 +39,8 @@ pub fn parse_file_name(name: &str, extension: &str) -> Option<i64> {
 pub struct BatchSummary {
     pub position: u64,
     pub header: BatchHeader,
+    /// The transaction marker of a control batch (recovery needs COMMIT vs ABORT).
+    pub marker: Option<TxnMarker>,
 }
 
 pub struct Segment {
@@ -63,6 +67,8 @@ pub struct Segment {
     pub zero_fill: Option<ZeroFill>,
     /// Earliest delete horizon of the tombstones compaction kept here (unknown after a restart).
     pub tombstone_horizon_ms: Option<i64>,
+    /// Transactions aborted by markers in this segment, in marker order (`.txnindex`).
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// A zero-fill ahead of the appends, running in the background: `[start, zeroed_end)` of the
@@ -151,6 +157,7 @@ impl Segment {
             zeroed_end: size,
             zero_fill: None,
             tombstone_horizon_ms: None,
+            aborted: Vec::new(),
         }
     }
 
@@ -180,18 +187,41 @@ impl Segment {
         self.path.with_extension(extension)
     }
 
-    /// Writes `.index` and `.timeindex` (whole files, fsynced). Runs on a blocking thread.
+    /// Writes `.index`, `.timeindex` and `.txnindex` (whole files, fsynced). Runs on a blocking
+    /// thread.
     pub async fn write_index_files(&self) -> std::io::Result<()> {
-        let offset_bytes = self.index.to_bytes();
-        let time_bytes = self.time_index.to_bytes();
-        let offset_path = self.index_path("index");
-        let time_path = self.index_path("timeindex");
-        blocking(move || {
-            write_files_synced(&[(&offset_path, &offset_bytes), (&time_path, &time_bytes)])
-        })
-        .await
+        let files = self.index_files();
+        blocking(move || files.write()).await
     }
 
+    /// The index files' contents, to write off the shard's thread.
+    pub fn index_files(&self) -> IndexFiles {
+        IndexFiles {
+            offset: (self.index_path("index"), self.index.to_bytes()),
+            time: (self.index_path("timeindex"), self.time_index.to_bytes()),
+            txn: (
+                self.index_path("txnindex"),
+                txn_index::encode(&self.aborted),
+            ),
+        }
+    }
+
+    /// Loads `.txnindex` when present (kept whatever the other indexes' state: recovery rebuilds
+    /// only what the replayed batches cover). A corrupt tail is dropped with a warning.
+    pub fn load_txn_index(&mut self) {
+        let Ok(bytes) = std::fs::read(self.index_path("txnindex")) else {
+            return;
+        };
+        let (entries, whole) = txn_index::decode(&bytes);
+        if !whole {
+            tracing::warn!(
+                "{}: aborted-transaction index has a corrupt tail; kept {} entries",
+                self.index_path("txnindex").display(),
+                entries.len()
+            );
+        }
+        self.aborted = entries;
+    }
     /// Loads index files if both exist and are consistent with the log size.
     pub fn load_index_files(&mut self) -> bool {
         let offset_bytes = std::fs::read(self.index_path("index"));
@@ -219,6 +249,33 @@ impl Segment {
     pub fn remove_index_files(&self) {
         let _ = std::fs::remove_file(self.index_path("index"));
         let _ = std::fs::remove_file(self.index_path("timeindex"));
+    }
+}
+
+/// A segment's index files, encoded: written together at seal, clean shutdown and compaction.
+pub struct IndexFiles {
+    pub offset: (PathBuf, Vec<u8>),
+    pub time: (PathBuf, Vec<u8>),
+    pub txn: (PathBuf, Vec<u8>),
+}
+
+impl IndexFiles {
+    /// Writes the files (blocking). An empty `.txnindex` is not kept: like Kafka, only segments
+    /// with aborted transactions have one.
+    pub fn write(&self) -> std::io::Result<()> {
+        let mut files: Vec<(&Path, &[u8])> = vec![
+            (&self.offset.0, &self.offset.1),
+            (&self.time.0, &self.time.1),
+        ];
+        if self.txn.1.is_empty() {
+            match std::fs::remove_file(&self.txn.0) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        } else {
+            files.push((&self.txn.0, &self.txn.1));
+        }
+        write_files_synced(&files)
     }
 }
 
@@ -293,7 +350,11 @@ pub async fn scan(
                         .map_err(std::io::Error::from)?;
                     match check_batch(&whole, expected_offset) {
                         Ok(header) => {
-                            batches.push(BatchSummary { position, header });
+                            batches.push(BatchSummary {
+                                position,
+                                header,
+                                marker: read_marker(&whole),
+                            });
                             expected_offset = header.last_offset() + 1;
                             position += total as u64;
                             continue 'windows;
@@ -308,9 +369,15 @@ pub async fn scan(
             }
             match check_batch(&rest[..total], expected_offset) {
                 Ok(header) => {
+                    let marker = if header.is_control() {
+                        read_marker(&rest[..total])
+                    } else {
+                        None
+                    };
                     batches.push(BatchSummary {
                         position: position + cursor as u64,
                         header,
+                        marker,
                     });
                     expected_offset = header.last_offset() + 1;
                     cursor += total;
