@@ -354,7 +354,11 @@ fn a_second_producer_with_the_same_id_fences_the_first() {
 fn a_transaction_open_past_its_timeout_is_aborted_by_the_broker() {
     let broker = Broker::start(SETTINGS);
     create_topic(&broker, "slow", 2, &[]);
-    let producer = txn_producer(&broker, "slow-app", &[("transaction.timeout.ms", "1500")]);
+    let producer = txn_producer(
+        &broker,
+        "slow-app",
+        &[("transaction.timeout.ms", "1500"), ("message.timeout.ms", "1500")],
+    );
     producer.begin_transaction().unwrap();
     for n in 0..8 {
         send(&producer, "slow", n % 2, "k", &format!("late-{n}"));
