@@ -23,7 +23,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 1,
     max_version: 9,
     advertised_min: 1,
-    note: "supported (all topics with null, several groups v8+)",
+    note: "supported (all topics with null, several groups v8+, require_stable: UNSTABLE_OFFSET_COMMIT while a transaction holds the offset)",
 };
 
 type Fetched = Vec<(String, Vec<(i32, Option<CommittedOffset>, ErrorCode)>)>;
