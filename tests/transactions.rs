@@ -176,6 +176,26 @@ fn read_committed_sees_only_committed_transactions_in_order() {
     }
     producer.flush(TIMEOUT).unwrap();
 
+    // /metrics shows the open transaction holding back the last stable offset.
+    let lso_lag = |metrics: &str| -> i64 {
+        let gauge = |name: &str, p: i32| -> i64 {
+            let prefix = format!("{name}{{");
+            let label = format!("topic=\"orders\",partition=\"{p}\"}}");
+            metrics
+                .lines()
+                .find(|l| l.starts_with(&prefix) && l.contains(&label))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("{name} of orders-{p} in /metrics")) as i64
+        };
+        (0..3)
+            .map(|p| {
+                gauge("weir_partition_high_watermark", p)
+                    - gauge("weir_partition_last_stable_offset", p)
+            })
+            .sum()
+    };
+    assert!(lso_lag(&broker.metrics()) >= 6, "the open transaction's 6 records are unstable");
+
     let described = describe_transaction(&broker, "orders-app");
     assert_eq!(described.error_code, 0);
     assert_eq!(described.transaction_state, "Ongoing");
@@ -207,6 +227,19 @@ fn read_committed_sees_only_committed_transactions_in_order() {
         wait_for_state(&broker, "orders-app", "CompleteCommit").transaction_state,
         "CompleteCommit"
     );
+    assert_eq!(lso_lag(&broker.metrics()), 0, "every partition is stable again");
+    assert_eq!(metric_sum(&broker, "weir_transactions_committed_total"), 3.0);
+    assert_eq!(metric_sum(&broker, "weir_transactions_aborted_total"), 1.0);
+}
+
+/// A counter summed over the shards.
+fn metric_sum(broker: &Broker, name: &str) -> f64 {
+    broker
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]
@@ -367,6 +400,7 @@ fn a_transaction_open_past_its_timeout_is_aborted_by_the_broker() {
     let aborted = wait_for_state(&broker, "slow-app", "CompleteAbort");
     assert_eq!(aborted.transaction_state, "CompleteAbort", "the broker aborted it");
     assert!(producer.commit_transaction(TIMEOUT).is_err(), "a timed-out transaction cannot commit");
+    assert_eq!(metric_sum(&broker, "weir_transactions_timed_out_total"), 1.0);
 
     // Nothing of it is visible, and read_committed is not stuck behind it.
     let plain = producer_plain(&broker);

@@ -48,6 +48,10 @@ pub struct ShardMetrics {
     pub cleaner_records_removed: Cell<u64>,
     /// Largest dirty ratio over the shard's compacted partitions at the cleaner's last check.
     pub cleaner_max_dirty_ratio: Cell<f64>,
+    pub txn_committed: Cell<u64>,
+    pub txn_aborted: Cell<u64>,
+    pub txn_timed_out: Cell<u64>,
+    pub txn_markers: Cell<u64>,
 }
 
 impl ShardMetrics {
@@ -78,6 +82,7 @@ pub struct PartitionSample {
     pub segments: usize,
     pub cache_bytes: usize,
     pub producers: usize,
+    pub last_stable_offset: i64,
 }
 
 /// One API's request statistics on one shard; latencies in microseconds.
@@ -214,6 +219,26 @@ impl Shard {
                 "Records removed by compaction",
                 m.cleaner_records_removed.get(),
             ),
+            (
+                "weir_transactions_committed_total",
+                "Transactions this shard coordinated to CompleteCommit",
+                m.txn_committed.get(),
+            ),
+            (
+                "weir_transactions_aborted_total",
+                "Transactions this shard coordinated to CompleteAbort (by the client, a timeout or fencing)",
+                m.txn_aborted.get(),
+            ),
+            (
+                "weir_transactions_timed_out_total",
+                "Transactions aborted because they were open past their timeout",
+                m.txn_timed_out.get(),
+            ),
+            (
+                "weir_transaction_markers_total",
+                "COMMIT/ABORT markers the coordinator had written to partitions",
+                m.txn_markers.get(),
+            ),
         ];
         let gauges = vec![
             (
@@ -240,6 +265,11 @@ impl Shard {
                 "weir_cleaner_max_dirty_ratio",
                 "Largest dirty ratio (dirty bytes / cleanable bytes) of the shard's compacted partitions",
                 m.cleaner_max_dirty_ratio.get(),
+            ),
+            (
+                "weir_transactions_open",
+                "Transactional ids of this shard with a transaction in progress (Ongoing or being completed)",
+                self.txns.open_count() as f64,
             ),
         ];
         let flush_quantiles = flusher
@@ -270,6 +300,7 @@ impl Shard {
                     segments: log.segment_count(),
                     cache_bytes: log.cache_bytes(),
                     producers: p.producer_count(),
+                    last_stable_offset: p.last_stable_offset(),
                 }
             })
             .collect();
@@ -381,10 +412,15 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             }
         }
     }
-    let partition_gauges: [PartitionGauge; 7] = [
+    let partition_gauges: [PartitionGauge; 8] = [
         ("weir_partition_high_watermark", "High watermark", |p| {
             p.high_watermark as f64
         }),
+        (
+            "weir_partition_last_stable_offset",
+            "Last stable offset (where read_committed consumers stop: the first open transaction, or the high watermark)",
+            |p| p.last_stable_offset as f64,
+        ),
         ("weir_partition_log_start_offset", "Log start offset", |p| {
             p.log_start_offset as f64
         }),

@@ -50,6 +50,23 @@ impl ShardTxns {
         }
     }
 
+    /// Ids with a transaction in progress (Ongoing, or decided and being completed).
+    pub fn open_count(&self) -> usize {
+        self.store
+            .borrow()
+            .txns
+            .values()
+            .filter(|e| {
+                matches!(
+                    e.meta.state,
+                    crate::coordinator::transaction::TxnState::Ongoing
+                        | crate::coordinator::transaction::TxnState::PrepareCommit
+                        | crate::coordinator::transaction::TxnState::PrepareAbort
+                )
+            })
+            .count()
+    }
+
     pub fn loaded_partitions(&self) -> Vec<i32> {
         self.partitions
             .borrow()
@@ -203,7 +220,7 @@ async fn complete(shard: &Rc<Shard>, id: &str) {
         let mut failed = false;
         for (topic, partition, outcome) in outcomes {
             match outcome {
-                Ok(_) => {}
+                Ok(_) => crate::shard::metrics::ShardMetrics::add(&shard.metrics.txn_markers, 1),
                 // A deleted partition needs no marker (Kafka drops it from the transaction).
                 Err(ErrorCode::UnknownTopicOrPartition) => {}
                 Err(error) => {
@@ -224,6 +241,12 @@ async fn complete(shard: &Rc<Shard>, id: &str) {
                 .plan_complete(id, crate::event::now_ms());
             let Some(target) = target else { return };
             if transition(shard, target).await.is_ok() {
+                let counter = if commit {
+                    &shard.metrics.txn_committed
+                } else {
+                    &shard.metrics.txn_aborted
+                };
+                crate::shard::metrics::ShardMetrics::add(counter, 1);
                 return;
             }
         }
@@ -342,6 +365,7 @@ pub async fn run(shard: Rc<Shard>) {
             let shard2 = shard.clone();
             glommio::spawn_local(async move {
                 if transition(&shard2, target).await.is_ok() {
+                    crate::shard::metrics::ShardMetrics::add(&shard2.metrics.txn_timed_out, 1);
                     spawn_completion(&shard2, id);
                 }
             })
