@@ -534,3 +534,67 @@ fn kill_9_mid_commit_keeps_every_acknowledged_transaction_whole() {
     let extra: Vec<_> = per_txn.keys().filter(|t| !committed.contains(t)).collect();
     assert!(extra.len() <= 1, "at most the one in flight at the kill: {extra:?}");
 }
+
+/// Runs `weir ARGS --bootstrap BROKER`: (status ok, stdout, stderr).
+fn weir_cli(broker: &Broker, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .arg("--bootstrap")
+        .arg(broker.bootstrap())
+        .env_remove("WEIR_BOOTSTRAP")
+        .env("WEIR_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running weir");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn weir_transactions_list_and_describe_show_the_open_transaction() {
+    let broker = Broker::start(SETTINGS);
+    create_topic(&broker, "shown", 3, &[]);
+    let done = txn_producer(&broker, "finished-app", &[]);
+    done.begin_transaction().unwrap();
+    send(&done, "shown", 0, "k", "v");
+    done.commit_transaction(TIMEOUT).unwrap();
+    let open = txn_producer(&broker, "open-app", &[]);
+    open.begin_transaction().unwrap();
+    send(&open, "shown", 0, "k", "v");
+    send(&open, "shown", 2, "k", "v");
+    open.flush(TIMEOUT).unwrap();
+
+    let (ok, out, err) = weir_cli(&broker, &["transactions", "list"]);
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["TRANSACTIONAL", "ID", "PRODUCER", "ID", "STATE"]);
+    let state_of = |id: &str| {
+        rows.iter()
+            .find(|r| r[0] == id)
+            .map(|r| r[2].to_string())
+            .unwrap_or_else(|| panic!("{id} not listed:\n{out}"))
+    };
+    assert_eq!(state_of("open-app"), "Ongoing");
+    assert!(state_of("finished-app").starts_with("Complete"), "{out}");
+
+    let (ok, out, _) = weir_cli(&broker, &["transactions", "list", "--state", "Ongoing"]);
+    assert!(ok);
+    assert!(out.contains("open-app") && !out.contains("finished-app"), "{out}");
+
+    let (ok, out, err) = weir_cli(&broker, &["transactions", "describe", "open-app"]);
+    assert!(ok, "{err}");
+    let cells: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(cells[1], "open-app");
+    assert_eq!(cells[4], "Ongoing");
+    assert!(out.contains("\nPARTITIONS\nshown-0\nshown-2\n"), "{out}");
+
+    let (ok, _, err) = weir_cli(&broker, &["transactions", "describe", "nobody"]);
+    assert!(!ok);
+    assert!(err.contains("TRANSACTIONAL_ID_NOT_FOUND"), "{err}");
+    let (ok, _, err) = weir_cli(&broker, &["transactions", "list", "--state", "Bogus"]);
+    assert!(!ok);
+    assert!(err.contains("'Bogus' is not a transaction state"), "{err}");
+}
