@@ -598,3 +598,47 @@ fn weir_transactions_list_and_describe_show_the_open_transaction() {
     assert!(!ok);
     assert!(err.contains("'Bogus' is not a transaction state"), "{err}");
 }
+
+#[test]
+fn idle_transactional_ids_expire_and_stay_gone_after_a_restart() {
+    let mut settings = SETTINGS.to_vec();
+    settings.extend([
+        "transactional.id.expiration.ms=1500",
+        "transaction.remove.expired.transaction.cleanup.interval.ms=200",
+    ]);
+    let mut broker = Broker::start(&settings);
+    create_topic(&broker, "expiring", 1, &[]);
+    let producer = txn_producer(&broker, "short-lived", &[]);
+    producer.begin_transaction().unwrap();
+    send(&producer, "expiring", 0, "k", "v");
+    producer.commit_transaction(TIMEOUT).unwrap();
+    drop(producer);
+    assert_eq!(describe_transaction(&broker, "short-lived").error_code, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while describe_transaction(&broker, "short-lived").error_code == 0 {
+        assert!(Instant::now() < deadline, "the idle id never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        describe_transaction(&broker, "short-lived").error_code,
+        weir::protocol::error::ErrorCode::TransactionalIdNotFound.code()
+    );
+    broker.stop();
+    broker.restart();
+    let loaded = || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let code = describe_transaction(&broker, "short-lived").error_code;
+            let loading = weir::protocol::error::ErrorCode::CoordinatorLoadInProgress.code();
+            if code != loading || Instant::now() > deadline {
+                return code;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(
+        loaded(),
+        weir::protocol::error::ErrorCode::TransactionalIdNotFound.code(),
+        "the tombstone is replayed"
+    );
+}

@@ -25,7 +25,9 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
     let body: InitProducerIdRequest = request.decode()?;
     let shard = request.shard.clone();
     let outcome = match body.transactional_id {
-        Some(id) if !id.is_empty() => {
+        // Kafka: an empty transactional id is a malformed request, not an idempotent producer.
+        Some(id) if id.is_empty() => Err(ErrorCode::InvalidRequest),
+        Some(id) => {
             let max = shard.broker.transaction_max_timeout_ms();
             if body.transaction_timeout_ms <= 0 || body.transaction_timeout_ms > max {
                 Err(ErrorCode::InvalidTransactionTimeout)
@@ -46,7 +48,7 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
                 }
             }
         }
-        _ => shard
+        None => shard
             .with_controller(|_, controller| async move {
                 controller.allocate_producer_id().await.map_err(|e| e.code)
             })

@@ -391,6 +391,18 @@ pub async fn run(shard: Rc<Shard>) {
 }
 
 async fn expire(shard: &Rc<Shard>, id: &str, expiration_ms: i64) {
+    // Still expired (no request came since the scan) and not changing?
+    let now = crate::event::now_ms();
+    if !shard
+        .txns
+        .store
+        .borrow()
+        .expired(now, expiration_ms)
+        .iter()
+        .any(|e| e == id)
+    {
+        return;
+    }
     let Some(meta) = shard.txns.store.borrow().get(id).cloned() else {
         return;
     };
