@@ -642,3 +642,141 @@ fn idle_transactional_ids_expire_and_stay_gone_after_a_restart() {
         "the tombstone is replayed"
     );
 }
+
+/// The coordinator's refusals on the wire, with the codes Kafka gives, at old and new versions.
+#[test]
+fn coordinator_errors_on_the_wire() {
+    use weir::protocol::error::ErrorCode;
+    let broker = Broker::start(SETTINGS);
+    create_topic(&broker, "wire", 2, &[]);
+    let mut raw = Raw::connect(&broker);
+    let find: FindCoordinatorResponse = raw.request(
+        10,
+        3,
+        &FindCoordinatorRequest {
+            key: "wire-app".into(),
+            key_type: 1,
+            ..Default::default()
+        },
+    );
+    assert_eq!(find.error_code, 0);
+    let init = |raw: &mut Raw, id: Option<&str>, timeout: i32| -> InitProducerIdResponse {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let response: InitProducerIdResponse = raw.request(
+                22,
+                4,
+                &InitProducerIdRequest {
+                    transactional_id: id.map(str::to_string),
+                    transaction_timeout_ms: timeout,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    ..Default::default()
+                },
+            );
+            let retriable = [
+                ErrorCode::CoordinatorLoadInProgress.code(),
+                ErrorCode::ConcurrentTransactions.code(),
+            ];
+            if !retriable.contains(&response.error_code) || Instant::now() > deadline {
+                return response;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(
+        init(&mut raw, Some(""), 1000).error_code,
+        ErrorCode::InvalidRequest.code()
+    );
+    assert_eq!(
+        init(&mut raw, Some("wire-app"), 0).error_code,
+        ErrorCode::InvalidTransactionTimeout.code()
+    );
+    assert_eq!(
+        init(&mut raw, Some("wire-app"), 900_001).error_code,
+        ErrorCode::InvalidTransactionTimeout.code()
+    );
+    let first = init(&mut raw, Some("wire-app"), 60_000);
+    assert_eq!(first.error_code, 0);
+    let (pid, epoch) = (first.producer_id, first.producer_epoch);
+
+    let end = |raw: &mut Raw, version: i16, pid: i64, epoch: i16, commit: bool| -> i16 {
+        let response: EndTxnResponse = raw.request(
+            26,
+            version,
+            &EndTxnRequest {
+                transactional_id: "wire-app".into(),
+                producer_id: pid,
+                producer_epoch: epoch,
+                committed: commit,
+                ..Default::default()
+            },
+        );
+        response.error_code
+    };
+    assert_eq!(end(&mut raw, 3, pid, epoch, true), ErrorCode::InvalidTxnState.code(), "nothing open");
+    assert_eq!(
+        end(&mut raw, 3, pid + 1, epoch, true),
+        ErrorCode::InvalidProducerIdMapping.code()
+    );
+
+    let add = |raw: &mut Raw, version: i16, epoch: i16, partitions: Vec<i32>| {
+        let response: AddPartitionsToTxnResponse = raw.request(
+            24,
+            version,
+            &AddPartitionsToTxnRequest {
+                v3_and_below_transactional_id: "wire-app".into(),
+                v3_and_below_producer_id: pid,
+                v3_and_below_producer_epoch: epoch,
+                v3_and_below_topics: vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic {
+                    name: "wire".into(),
+                    partitions,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        response.results_by_topic_v3_and_below[0]
+            .results_by_partition
+            .iter()
+            .map(|p| (p.partition_index, p.partition_error_code))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        add(&mut raw, 0, epoch, vec![0, 7]),
+        vec![
+            (0, ErrorCode::OperationNotAttempted.code()),
+            (7, ErrorCode::UnknownTopicOrPartition.code())
+        ]
+    );
+    assert_eq!(add(&mut raw, 0, epoch, vec![0, 1]), vec![(0, 0), (1, 0)]);
+    assert_eq!(describe_transaction(&broker, "wire-app").transaction_state, "Ongoing");
+
+    // A new instance fences this one: old versions hear INVALID_PRODUCER_EPOCH, new ones
+    // PRODUCER_FENCED.
+    let second = init(&mut raw, Some("wire-app"), 60_000);
+    assert_eq!(second.error_code, 0);
+    assert_eq!(second.producer_id, pid);
+    assert!(second.producer_epoch >= epoch + 2, "fenced, then bumped for the new instance");
+    assert_eq!(
+        add(&mut raw, 1, epoch, vec![0])[0].1,
+        ErrorCode::InvalidProducerEpoch.code()
+    );
+    assert_eq!(
+        add(&mut raw, 3, epoch, vec![0])[0].1,
+        ErrorCode::ProducerFenced.code()
+    );
+    assert_eq!(end(&mut raw, 1, pid, epoch, true), ErrorCode::InvalidProducerEpoch.code());
+    assert_eq!(end(&mut raw, 3, pid, epoch, true), ErrorCode::ProducerFenced.code());
+    // The fenced instance's transaction was aborted (the new instance's init waited for that,
+    // then bumped the epoch again): nothing is open.
+    let now = describe_transaction(&broker, "wire-app");
+    assert_eq!(now.transaction_state, "Empty");
+    assert_eq!(now.producer_epoch, second.producer_epoch);
+    assert!(now.topics.is_empty());
+    assert_eq!(metric_sum(&broker, "weir_transactions_aborted_total"), 1.0);
+    assert_eq!(
+        describe_transaction(&broker, "no-such-id").error_code,
+        ErrorCode::TransactionalIdNotFound.code()
+    );
+}
