@@ -44,16 +44,24 @@ fn txn_producer(broker: &Broker, id: &str, settings: &[(&str, &str)]) -> TxnProd
         config.set(*k, *v);
     }
     let producer: TxnProducer = config.create().expect("transactional producer");
-    producer.init_transactions(TIMEOUT).expect("init_transactions");
+    producer
+        .init_transactions(TIMEOUT)
+        .expect("init_transactions");
     producer
 }
 
 fn send(producer: &TxnProducer, topic: &str, partition: i32, key: &str, value: &str) {
-    let mut record = BaseRecord::to(topic).key(key).payload(value).partition(partition);
+    let mut record = BaseRecord::to(topic)
+        .key(key)
+        .payload(value)
+        .partition(partition);
     loop {
         match producer.send(record) {
             Ok(()) => return,
-            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                r,
+            )) => {
                 record = r;
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -110,12 +118,18 @@ fn assert_in_order(seen: &[(String, i32, i64, String)]) {
     let mut last: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for (topic, partition, offset, _) in seen {
         if let Some(previous) = last.insert((topic.clone(), *partition), *offset) {
-            assert!(*offset > previous, "{topic}-{partition}: {offset} after {previous}");
+            assert!(
+                *offset > previous,
+                "{topic}-{partition}: {offset} after {previous}"
+            );
         }
     }
 }
 
-fn describe_transaction(broker: &Broker, id: &str) -> describe_transactions_response::TransactionState {
+fn describe_transaction(
+    broker: &Broker,
+    id: &str,
+) -> describe_transactions_response::TransactionState {
     let mut raw = Raw::connect(broker);
     let response: DescribeTransactionsResponse = raw.request(
         65,
@@ -128,7 +142,11 @@ fn describe_transaction(broker: &Broker, id: &str) -> describe_transactions_resp
     response.transaction_states.into_iter().next().unwrap()
 }
 
-fn wait_for_state(broker: &Broker, id: &str, state: &str) -> describe_transactions_response::TransactionState {
+fn wait_for_state(
+    broker: &Broker,
+    id: &str,
+    state: &str,
+) -> describe_transactions_response::TransactionState {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let described = describe_transaction(broker, id);
@@ -149,7 +167,13 @@ fn read_committed_sees_only_committed_transactions_in_order() {
     // 1: committed, over both topics and every partition.
     producer.begin_transaction().unwrap();
     for n in 0..30 {
-        send(&producer, "orders", n % 3, &format!("k{n}"), &format!("c1-{n}"));
+        send(
+            &producer,
+            "orders",
+            n % 3,
+            &format!("k{n}"),
+            &format!("c1-{n}"),
+        );
     }
     for n in 0..10 {
         send(&producer, "audit", n % 2, "a", &format!("c1-audit-{n}"));
@@ -158,7 +182,13 @@ fn read_committed_sees_only_committed_transactions_in_order() {
     // 2: aborted.
     producer.begin_transaction().unwrap();
     for n in 0..20 {
-        send(&producer, "orders", n % 3, &format!("k{n}"), &format!("aborted-{n}"));
+        send(
+            &producer,
+            "orders",
+            n % 3,
+            &format!("k{n}"),
+            &format!("aborted-{n}"),
+        );
     }
     send(&producer, "audit", 0, "a", "aborted-audit");
     producer.flush(TIMEOUT).unwrap();
@@ -166,13 +196,25 @@ fn read_committed_sees_only_committed_transactions_in_order() {
     // 3: committed, fewer partitions.
     producer.begin_transaction().unwrap();
     for n in 0..15 {
-        send(&producer, "orders", n % 2, &format!("k{n}"), &format!("c3-{n}"));
+        send(
+            &producer,
+            "orders",
+            n % 2,
+            &format!("k{n}"),
+            &format!("c3-{n}"),
+        );
     }
     producer.commit_transaction(TIMEOUT).unwrap();
     // 4: left open, its records flushed to the partitions.
     producer.begin_transaction().unwrap();
     for n in 0..6 {
-        send(&producer, "orders", n % 3, &format!("k{n}"), &format!("open-{n}"));
+        send(
+            &producer,
+            "orders",
+            n % 3,
+            &format!("k{n}"),
+            &format!("open-{n}"),
+        );
     }
     producer.flush(TIMEOUT).unwrap();
 
@@ -194,7 +236,10 @@ fn read_committed_sees_only_committed_transactions_in_order() {
             })
             .sum()
     };
-    assert!(lso_lag(&broker.metrics()) >= 6, "the open transaction's 6 records are unstable");
+    assert!(
+        lso_lag(&broker.metrics()) >= 6,
+        "the open transaction's 6 records are unstable"
+    );
 
     let described = describe_transaction(&broker, "orders-app");
     assert_eq!(described.error_code, 0);
@@ -210,25 +255,43 @@ fn read_committed_sees_only_committed_transactions_in_order() {
         .chain((0..10).map(|n| format!("c1-audit-{n}")))
         .chain((0..15).map(|n| format!("c3-{n}")))
         .collect();
-    assert_eq!(committed.len(), expected.len(), "each committed record once");
+    assert_eq!(
+        committed.len(),
+        expected.len(),
+        "each committed record once"
+    );
     assert_eq!(values(&committed), expected, "committed transactions only");
 
     let everything = read_all(&broker, &topics, "read_uncommitted", Duration::from_secs(2));
     assert_in_order(&everything);
-    assert_eq!(everything.len(), 30 + 10 + 21 + 15 + 6, "read_uncommitted sees every record");
+    assert_eq!(
+        everything.len(),
+        30 + 10 + 21 + 15 + 6,
+        "read_uncommitted sees every record"
+    );
 
     // The open transaction commits: read_committed moves past it.
     producer.commit_transaction(TIMEOUT).unwrap();
     let after = read_all(&broker, &topics, "read_committed", Duration::from_secs(2));
     let open: BTreeSet<String> = (0..6).map(|n| format!("open-{n}")).collect();
-    assert!(open.is_subset(&values(&after)), "the last transaction became visible");
+    assert!(
+        open.is_subset(&values(&after)),
+        "the last transaction became visible"
+    );
     assert_eq!(after.len(), expected.len() + 6);
     assert_eq!(
         wait_for_state(&broker, "orders-app", "CompleteCommit").transaction_state,
         "CompleteCommit"
     );
-    assert_eq!(lso_lag(&broker.metrics()), 0, "every partition is stable again");
-    assert_eq!(metric_sum(&broker, "weir_transactions_committed_total"), 3.0);
+    assert_eq!(
+        lso_lag(&broker.metrics()),
+        0,
+        "every partition is stable again"
+    );
+    assert_eq!(
+        metric_sum(&broker, "weir_transactions_committed_total"),
+        3.0
+    );
     assert_eq!(metric_sum(&broker, "weir_transactions_aborted_total"), 1.0);
 }
 
@@ -300,7 +363,13 @@ fn consume_transform_produce_commits_outputs_and_offsets_together() {
         producer.begin_transaction().unwrap();
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
         for (partition, offset, value) in &batch {
-            send(&producer, "output", *partition, "k", &value.replace("in-", "out-"));
+            send(
+                &producer,
+                "output",
+                *partition,
+                "k",
+                &value.replace("in-", "out-"),
+            );
             next.insert(*partition, offset + 1);
         }
         let mut offsets = TopicPartitionList::new();
@@ -332,10 +401,19 @@ fn consume_transform_produce_commits_outputs_and_offsets_together() {
     }
     assert_eq!(processed, 100, "every input processed (rounds: {round})");
 
-    let outputs = read_all(&broker, &[("output", 2)], "read_committed", Duration::from_secs(2));
+    let outputs = read_all(
+        &broker,
+        &[("output", 2)],
+        "read_committed",
+        Duration::from_secs(2),
+    );
     let expected: BTreeSet<String> = (0..100).map(|n| format!("out-{n}")).collect();
     assert_eq!(values(&outputs), expected);
-    assert_eq!(outputs.len(), 100, "each output exactly once, the aborted round's not at all");
+    assert_eq!(
+        outputs.len(),
+        100,
+        "each output exactly once, the aborted round's not at all"
+    );
     // The group's committed offsets are the end of the input.
     let committed = consumer.committed(TIMEOUT).unwrap();
     let mut ends = BTreeMap::new();
@@ -377,9 +455,18 @@ fn a_second_producer_with_the_same_id_fences_the_first() {
         send(&current, "fenced", 0, "c", &format!("current-{n}"));
     }
     current.commit_transaction(TIMEOUT).unwrap();
-    let seen = read_all(&broker, &[("fenced", 1)], "read_committed", Duration::from_secs(2));
+    let seen = read_all(
+        &broker,
+        &[("fenced", 1)],
+        "read_committed",
+        Duration::from_secs(2),
+    );
     let expected: BTreeSet<String> = (0..3).map(|n| format!("current-{n}")).collect();
-    assert_eq!(values(&seen), expected, "only the current producer's records");
+    assert_eq!(
+        values(&seen),
+        expected,
+        "only the current producer's records"
+    );
     assert_eq!(seen.len(), 3);
 }
 
@@ -390,7 +477,10 @@ fn a_transaction_open_past_its_timeout_is_aborted_by_the_broker() {
     let producer = txn_producer(
         &broker,
         "slow-app",
-        &[("transaction.timeout.ms", "1500"), ("message.timeout.ms", "1500")],
+        &[
+            ("transaction.timeout.ms", "1500"),
+            ("message.timeout.ms", "1500"),
+        ],
     );
     producer.begin_transaction().unwrap();
     for n in 0..8 {
@@ -398,9 +488,18 @@ fn a_transaction_open_past_its_timeout_is_aborted_by_the_broker() {
     }
     producer.flush(TIMEOUT).unwrap();
     let aborted = wait_for_state(&broker, "slow-app", "CompleteAbort");
-    assert_eq!(aborted.transaction_state, "CompleteAbort", "the broker aborted it");
-    assert!(producer.commit_transaction(TIMEOUT).is_err(), "a timed-out transaction cannot commit");
-    assert_eq!(metric_sum(&broker, "weir_transactions_timed_out_total"), 1.0);
+    assert_eq!(
+        aborted.transaction_state, "CompleteAbort",
+        "the broker aborted it"
+    );
+    assert!(
+        producer.commit_transaction(TIMEOUT).is_err(),
+        "a timed-out transaction cannot commit"
+    );
+    assert_eq!(
+        metric_sum(&broker, "weir_transactions_timed_out_total"),
+        1.0
+    );
 
     // Nothing of it is visible, and read_committed is not stuck behind it.
     let plain = producer_plain(&broker);
@@ -418,7 +517,12 @@ fn a_transaction_open_past_its_timeout_is_aborted_by_the_broker() {
         .unwrap()
         .unwrap();
     }
-    let seen = read_all(&broker, &[("slow", 2)], "read_committed", Duration::from_secs(2));
+    let seen = read_all(
+        &broker,
+        &[("slow", 2)],
+        "read_committed",
+        Duration::from_secs(2),
+    );
     assert_eq!(values(&seen), BTreeSet::from(["after".to_string()]));
     assert_eq!(seen.len(), 2);
 
@@ -432,7 +536,10 @@ fn a_transaction_open_past_its_timeout_is_aborted_by_the_broker() {
             ..Default::default()
         },
     );
-    assert_eq!(listed.unknown_state_filters, vec!["NoSuchState".to_string()]);
+    assert_eq!(
+        listed.unknown_state_filters,
+        vec!["NoSuchState".to_string()]
+    );
     assert!(listed
         .transaction_states
         .iter()
@@ -499,7 +606,11 @@ fn kill_9_mid_commit_keeps_every_acknowledged_transaction_whole() {
     worker.join().unwrap();
     let committed = committed.lock().unwrap().clone();
     let attempted = attempted.lock().unwrap().clone();
-    assert!(committed.len() >= 20, "the workload committed ({})", committed.len());
+    assert!(
+        committed.len() >= 20,
+        "the workload committed ({})",
+        committed.len()
+    );
     broker.restart();
 
     // A new instance of the application fences the old one (aborting what it left open) and
@@ -509,9 +620,17 @@ fn kill_9_mid_commit_keeps_every_acknowledged_transaction_whole() {
     send(&producer, "ledger", 0, "k", "after-restart");
     producer.commit_transaction(TIMEOUT).unwrap();
 
-    let seen = read_all(&broker, &[("ledger", 3)], "read_committed", Duration::from_secs(3));
+    let seen = read_all(
+        &broker,
+        &[("ledger", 3)],
+        "read_committed",
+        Duration::from_secs(3),
+    );
     assert_in_order(&seen);
-    assert!(values(&seen).contains("after-restart"), "read_committed is not stuck");
+    assert!(
+        values(&seen).contains("after-restart"),
+        "read_committed is not stuck"
+    );
     let mut per_txn: BTreeMap<usize, usize> = BTreeMap::new();
     for value in values(&seen) {
         if let Some(rest) = value.strip_prefix('t') {
@@ -532,7 +651,10 @@ fn kill_9_mid_commit_keeps_every_acknowledged_transaction_whole() {
         assert_eq!(*count, PER_TXN, "transaction {txn} is visible only whole");
     }
     let extra: Vec<_> = per_txn.keys().filter(|t| !committed.contains(t)).collect();
-    assert!(extra.len() <= 1, "at most the one in flight at the kill: {extra:?}");
+    assert!(
+        extra.len() <= 1,
+        "at most the one in flight at the kill: {extra:?}"
+    );
 }
 
 /// Runs `weir ARGS --bootstrap BROKER`: (status ok, stdout, stderr).
@@ -569,7 +691,10 @@ fn weir_transactions_list_and_describe_show_the_open_transaction() {
 
     let (ok, out, err) = weir_cli(&broker, &["transactions", "list"]);
     assert!(ok, "{err}");
-    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows[0], ["TRANSACTIONAL", "ID", "PRODUCER", "ID", "STATE"]);
     let state_of = |id: &str| {
         rows.iter()
@@ -582,7 +707,10 @@ fn weir_transactions_list_and_describe_show_the_open_transaction() {
 
     let (ok, out, _) = weir_cli(&broker, &["transactions", "list", "--state", "Ongoing"]);
     assert!(ok);
-    assert!(out.contains("open-app") && !out.contains("finished-app"), "{out}");
+    assert!(
+        out.contains("open-app") && !out.contains("finished-app"),
+        "{out}"
+    );
 
     let (ok, out, err) = weir_cli(&broker, &["transactions", "describe", "open-app"]);
     assert!(ok, "{err}");
@@ -714,7 +842,11 @@ fn coordinator_errors_on_the_wire() {
         );
         response.error_code
     };
-    assert_eq!(end(&mut raw, 3, pid, epoch, true), ErrorCode::InvalidTxnState.code(), "nothing open");
+    assert_eq!(
+        end(&mut raw, 3, pid, epoch, true),
+        ErrorCode::InvalidTxnState.code(),
+        "nothing open"
+    );
     assert_eq!(
         end(&mut raw, 3, pid + 1, epoch, true),
         ErrorCode::InvalidProducerIdMapping.code()
@@ -750,14 +882,20 @@ fn coordinator_errors_on_the_wire() {
         ]
     );
     assert_eq!(add(&mut raw, 0, epoch, vec![0, 1]), vec![(0, 0), (1, 0)]);
-    assert_eq!(describe_transaction(&broker, "wire-app").transaction_state, "Ongoing");
+    assert_eq!(
+        describe_transaction(&broker, "wire-app").transaction_state,
+        "Ongoing"
+    );
 
     // A new instance fences this one: old versions hear INVALID_PRODUCER_EPOCH, new ones
     // PRODUCER_FENCED.
     let second = init(&mut raw, Some("wire-app"), 60_000);
     assert_eq!(second.error_code, 0);
     assert_eq!(second.producer_id, pid);
-    assert!(second.producer_epoch >= epoch + 2, "fenced, then bumped for the new instance");
+    assert!(
+        second.producer_epoch >= epoch + 2,
+        "fenced, then bumped for the new instance"
+    );
     assert_eq!(
         add(&mut raw, 1, epoch, vec![0])[0].1,
         ErrorCode::InvalidProducerEpoch.code()
@@ -766,8 +904,14 @@ fn coordinator_errors_on_the_wire() {
         add(&mut raw, 3, epoch, vec![0])[0].1,
         ErrorCode::ProducerFenced.code()
     );
-    assert_eq!(end(&mut raw, 1, pid, epoch, true), ErrorCode::InvalidProducerEpoch.code());
-    assert_eq!(end(&mut raw, 3, pid, epoch, true), ErrorCode::ProducerFenced.code());
+    assert_eq!(
+        end(&mut raw, 1, pid, epoch, true),
+        ErrorCode::InvalidProducerEpoch.code()
+    );
+    assert_eq!(
+        end(&mut raw, 3, pid, epoch, true),
+        ErrorCode::ProducerFenced.code()
+    );
     // The fenced instance's transaction was aborted (the new instance's init waited for that,
     // then bumped the epoch again): nothing is open.
     let now = describe_transaction(&broker, "wire-app");
