@@ -589,7 +589,8 @@ impl Partition {
             .entries()
             .filter_map(|e| e.batches.back().map(|b| (e.producer_id, b.last_offset)))
             .collect();
-        Log::clean(&self.log, now_ms, options, &tails).await
+        let first_unstable = self.producers.borrow().first_unstable_offset();
+        Log::clean(&self.log, now_ms, options, &tails, first_unstable).await
     }
 
     /// Appends a transaction marker (COMMIT or ABORT control batch) for `producer_id` and

@@ -240,6 +240,18 @@ impl Log {
                 (result.valid_end, result.batches, result.stopped)
             };
             if !trusted {
+                // An entry whose ABORT marker the scan did not find is stale (a crash while
+                // compaction swapped the segment in, after it dropped the marker): consumers
+                // would skip that producer's later transactions.
+                segment.aborted.retain(|entry| {
+                    summaries.iter().any(|s| {
+                        s.header.base_offset == entry.last_offset
+                            && s.header.producer_id == entry.producer_id
+                            && s.marker.is_some_and(|m| {
+                                m.kind == crate::records::control::ControlType::Abort
+                            })
+                    })
+                });
                 // What the scan found is all the segment holds: no batch means it ends where it
                 // begins (not where the next file begins), so the gap rule below applies.
                 segment.size = 0;
