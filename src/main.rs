@@ -32,6 +32,8 @@ enum Command {
     Cluster(weir::cli::cluster::ClusterArgs),
     /// Consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
     Group(weir::cli::group::GroupArgs),
+    /// Active producers of a partition: ids, epochs, sequences, open transactions.
+    Producers(weir::cli::producers::ProducersArgs),
     /// Benchmarks: load through librdkafka beside the machine's ceilings.
     Bench {
         #[command(subcommand)]
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => return weir::cli::finish(weir::cli::consume::run(&args)),
         Command::Cluster(args) => return weir::cli::finish(weir::cli::cluster::run(&args)),
         Command::Group(args) => return weir::cli::finish(weir::cli::group::run(&args)),
+        Command::Producers(args) => return weir::cli::finish(weir::cli::producers::run(&args)),
         Command::Bench { command } => weir::bench::run(command),
     };
     match result {

@@ -220,6 +220,38 @@ fn read_committed_consumers_skip_aborts_and_wait_for_open_transactions() {
     assert!(described.contains(&(B, -1)), "{described:?}");
     assert!(described.contains(&(C, -1)), "{described:?}");
 
+    // The CLI shows the same over DescribeProducers.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["producers", "describe", TOPIC, "0", "--bootstrap"])
+        .arg(broker.bootstrap())
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let table = String::from_utf8(cli.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let row_of = |pid: i64| {
+        rows.iter()
+            .find(|r| r[0] == pid.to_string())
+            .unwrap_or_else(|| panic!("producer {pid} missing from:\n{table}"))
+    };
+    assert_eq!(row_of(A)[5], a_first.to_string());
+    assert_eq!(row_of(B)[5], "-");
+    assert_eq!(row_of(B)[2], "1", "B's last sequence");
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["producers", "describe", TOPIC, "7", "--bootstrap"])
+        .arg(broker.bootstrap())
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+
     let uncommitted = reader(&broker, "read_uncommitted");
     assert_eq!(
         poll_values(&uncommitted, 7, Duration::from_secs(3)),

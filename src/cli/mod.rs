@@ -7,6 +7,7 @@
 //! - `produce` / `consume`: lines in, records out, kcat-style.
 //! - `cluster`: cluster id, controller, brokers, counts, broker configs.
 //! - `group`: consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
+//! - `producers`: describe a partition's active (idempotent and transactional) producers.
 //! - `parse`: argument values (`NAME=VALUE`, headers, start offsets); pure.
 //! - `format`: the `--format` template of `consume`; pure.
 //! - `table`: aligned columns for human-readable output.
@@ -17,6 +18,7 @@ pub mod format;
 pub mod group;
 pub mod parse;
 pub mod produce;
+pub mod producers;
 pub mod table;
 pub mod topic;
 
