@@ -812,7 +812,9 @@ fn first_record_at_or_after(
 }
 
 /// Loads the newest producer snapshot at or below the log end and replays the producer batches
-/// recovery saw after it.
+/// recovery saw after it. After a crash that left a rolled segment unsealed (scanned whole), the
+/// snapshot taken when that segment was created is preferred: replaying from there re-creates
+/// the segment's open transactions and aborted-transaction entries too.
 fn restore_producer_state(dir: &Path, log: &mut Log) -> ProducerStateTable {
     let end = log.log_end_offset;
     let mut snapshots: Vec<i64> = std::fs::read_dir(dir)
@@ -828,6 +830,11 @@ fn restore_producer_state(dir: &Path, log: &mut Log) -> ProducerStateTable {
         })
         .unwrap_or_default();
     snapshots.sort_unstable();
+    if let Some(scanned) = log.first_scanned_base {
+        if snapshots.contains(&scanned) {
+            snapshots.retain(|&offset| offset <= scanned);
+        }
+    }
     let mut table = ProducerStateTable::default();
     let mut from = 0;
     while let Some(offset) = snapshots.pop() {
