@@ -480,6 +480,12 @@ impl Partition {
     ) -> Result<(i64, i64), PartitionError> {
         self.check_available()?;
         let offsets = self.offsets();
+        // Kafka's last fetchable offset: a timestamp lookup answers only below it.
+        let fetchable = |found: Option<(i64, i64)>| match found {
+            Some((offset, _)) if read_committed && offset >= self.last_stable_offset() => (-1, -1),
+            Some(found) => found,
+            None => (-1, -1),
+        };
         match timestamp {
             -1 if read_committed => Ok((offsets.last_stable_offset, -1)),
             -1 => Ok((offsets.high_watermark, -1)),
@@ -487,14 +493,13 @@ impl Partition {
             -3 => {
                 let max = self.log.borrow().max_timestamp();
                 match max {
-                    Some((max_timestamp, _)) => match self.search_timestamp(max_timestamp).await? {
-                        Some(found) => Ok(found),
-                        None => Ok((-1, -1)),
-                    },
+                    Some((max_timestamp, _)) => {
+                        Ok(fetchable(self.search_timestamp(max_timestamp).await?))
+                    }
                     None => Ok((-1, -1)),
                 }
             }
-            t if t >= 0 => Ok(self.search_timestamp(t).await?.unwrap_or((-1, -1))),
+            t if t >= 0 => Ok(fetchable(self.search_timestamp(t).await?)),
             other => Err(PartitionError::new(
                 ErrorCode::InvalidRequest,
                 format!("unsupported timestamp {other}"),

@@ -269,6 +269,11 @@ fn read_committed_list_offsets_latest_is_the_last_stable_offset() {
         let a_first = interleaved_history(&partition, &flusher).await;
         assert_eq!(partition.list_offset(-1, true).await.unwrap().0, a_first);
         assert_eq!(partition.list_offset(-1, false).await.unwrap().0, 8);
+        // By timestamp: read_uncommitted finds the first record; read_committed only below the
+        // LSO (A's first offset 0: nothing is stable yet).
+        assert_eq!(partition.list_offset(0, false).await.unwrap().0, 0);
+        assert_eq!(partition.list_offset(0, true).await.unwrap(), (-1, -1));
+        assert_eq!(partition.list_offset(-3, true).await.unwrap(), (-1, -1));
         partition.close().await.unwrap();
     });
 }
