@@ -100,9 +100,15 @@ fn measure(
         let log = RefCell::new(log);
         let bytes = fill(&log, keys, versions, codec).await;
         let start = Instant::now();
-        let stats = Log::clean(&log, 10_000, &CleanerOptions::default(), &HashSet::new())
-            .await
-            .expect("cleaning");
+        let stats = Log::clean(
+            &log,
+            10_000,
+            &CleanerOptions::default(),
+            &HashSet::new(),
+            None,
+        )
+        .await
+        .expect("cleaning");
         let elapsed = start.elapsed();
         assert!(stats.segments_cleaned > 0, "the pass rewrote segments");
         (elapsed, bytes)

@@ -34,6 +34,8 @@ enum Command {
     Group(weir::cli::group::GroupArgs),
     /// Transactions: list transactional ids, describe one (state, producer, open partitions).
     Transactions(weir::cli::transactions::TransactionsArgs),
+    /// Active producers of a partition: ids, epochs, sequences, open transactions.
+    Producers(weir::cli::producers::ProducersArgs),
     /// Benchmarks: load through librdkafka beside the machine's ceilings.
     Bench {
         #[command(subcommand)]
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
         Command::Transactions(args) => {
             return weir::cli::finish(weir::cli::transactions::run(&args))
         }
+        Command::Producers(args) => return weir::cli::finish(weir::cli::producers::run(&args)),
         Command::Bench { command } => weir::bench::run(command),
     };
     match result {

@@ -14,14 +14,16 @@ use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use weir::protocol::messages::describe_producers_request::TopicRequest;
+use weir::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use weir::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use weir::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir::protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use weir::protocol::messages::{
-    DescribeProducersRequest, DescribeProducersResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ProduceRequest, ProduceResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    DescribeProducersRequest, DescribeProducersResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use weir::protocol::ErrorCode;
 use weir::records::builder::BatchBuilder;
@@ -142,6 +144,50 @@ fn producers(raw: &mut Raw) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// A sessionless Fetch v11 of `TOPIC`-0 from `offset`: (last stable offset, aborted
+/// transactions as (producer id, first offset), last offset of the batches returned).
+fn raw_fetch(
+    raw: &mut Raw,
+    offset: i64,
+    isolation_level: i8,
+) -> (i64, Option<Vec<(i64, i64)>>, i64) {
+    let request = FetchRequest {
+        replica_id: -1,
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1 << 20,
+        isolation_level,
+        session_epoch: -1,
+        topics: vec![FetchTopic {
+            topic: TOPIC.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                current_leader_epoch: -1,
+                fetch_offset: offset,
+                log_start_offset: -1,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let response: FetchResponse = raw.request(1, 11, &request);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let records = partition.records.clone().unwrap_or_default();
+    let last = weir::records::batch::split(&records)
+        .map(|b| b.unwrap().0.last_offset())
+        .last()
+        .unwrap_or(-1);
+    let aborted = partition.aborted_transactions.as_ref().map(|list| {
+        list.iter()
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect()
+    });
+    (partition.last_stable_offset, aborted, last)
+}
+
 fn reader(broker: &Broker, isolation: &str) -> BaseConsumer {
     let consumer = consumer(
         broker,
@@ -215,10 +261,53 @@ fn read_committed_consumers_skip_aborts_and_wait_for_open_transactions() {
         "read_committed LATEST is the LSO"
     );
     assert_eq!(latest(&mut raw, 0), 9, "read_uncommitted LATEST is the HW");
+    // The Fetch response itself: read_committed stops before A's first offset and lists C's
+    // aborted transaction (its data c1 at offset 2 is in the range); read_uncommitted reads to
+    // the high watermark and lists nothing.
+    assert_eq!(
+        raw_fetch(&mut raw, 0, 1),
+        (a_first, Some(vec![(C, 2)]), a_first - 1)
+    );
+    assert_eq!(raw_fetch(&mut raw, 0, 0).2, 8);
+    assert!(raw_fetch(&mut raw, 0, 0)
+        .1
+        .is_none_or(|list| list.is_empty()));
     let described = producers(&mut raw);
     assert!(described.contains(&(A, a_first)), "{described:?}");
     assert!(described.contains(&(B, -1)), "{described:?}");
     assert!(described.contains(&(C, -1)), "{described:?}");
+
+    // The CLI shows the same over DescribeProducers.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["producers", "describe", TOPIC, "0", "--bootstrap"])
+        .arg(broker.bootstrap())
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let table = String::from_utf8(cli.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let row_of = |pid: i64| {
+        rows.iter()
+            .find(|r| r[0] == pid.to_string())
+            .unwrap_or_else(|| panic!("producer {pid} missing from:\n{table}"))
+    };
+    assert_eq!(row_of(A)[5], a_first.to_string());
+    assert_eq!(row_of(B)[5], "-");
+    assert_eq!(row_of(B)[2], "1", "B's last sequence");
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["producers", "describe", TOPIC, "7", "--bootstrap"])
+        .arg(broker.bootstrap())
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
 
     let uncommitted = reader(&broker, "read_uncommitted");
     assert_eq!(
@@ -239,6 +328,9 @@ fn read_committed_consumers_skip_aborts_and_wait_for_open_transactions() {
         ["a1", "b2", "p1"]
     );
     assert_eq!(latest(&mut raw, 1), latest(&mut raw, 0));
+    // From offset 4 on, the aborted transaction (c1 at 2, c2 at 6, ABORT at 7) still overlaps.
+    assert_eq!(raw_fetch(&mut raw, 4, 1), (10, Some(vec![(C, 2)]), 9));
+    assert_eq!(raw_fetch(&mut raw, 8, 1), (10, Some(vec![]), 9));
     assert_eq!(
         poll_values(&committed, 1, Duration::from_secs(2)),
         Vec::<String>::new()

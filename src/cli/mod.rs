@@ -8,6 +8,7 @@
 //! - `cluster`: cluster id, controller, brokers, counts, broker configs.
 //! - `group`: consumer groups: list, describe (members, offsets, lag), reset-offsets, delete.
 //! - `transactions`: transactional ids: list, describe (state, producer, open partitions).
+//! - `producers`: describe a partition's active (idempotent and transactional) producers.
 //! - `parse`: argument values (`NAME=VALUE`, headers, start offsets); pure.
 //! - `format`: the `--format` template of `consume`; pure.
 //! - `table`: aligned columns for human-readable output.
@@ -18,6 +19,7 @@ pub mod format;
 pub mod group;
 pub mod parse;
 pub mod produce;
+pub mod producers;
 pub mod table;
 pub mod topic;
 pub mod transactions;

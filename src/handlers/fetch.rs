@@ -231,6 +231,7 @@ async fn read_all(
             if !result.records.is_empty() {
                 if used > 0 && used + result.records.len() > max_bytes {
                     result.records = Bytes::new();
+                    result.aborted = result.aborted.map(|_| Vec::new());
                 } else {
                     used += result.records.len();
                 }

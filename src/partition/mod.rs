@@ -502,6 +502,12 @@ impl Partition {
     ) -> Result<(i64, i64), PartitionError> {
         self.check_available()?;
         let offsets = self.offsets();
+        // Kafka's last fetchable offset: a timestamp lookup answers only below it.
+        let fetchable = |found: Option<(i64, i64)>| match found {
+            Some((offset, _)) if read_committed && offset >= self.last_stable_offset() => (-1, -1),
+            Some(found) => found,
+            None => (-1, -1),
+        };
         match timestamp {
             -1 if read_committed => Ok((offsets.last_stable_offset, -1)),
             -1 => Ok((offsets.high_watermark, -1)),
@@ -509,14 +515,13 @@ impl Partition {
             -3 => {
                 let max = self.log.borrow().max_timestamp();
                 match max {
-                    Some((max_timestamp, _)) => match self.search_timestamp(max_timestamp).await? {
-                        Some(found) => Ok(found),
-                        None => Ok((-1, -1)),
-                    },
+                    Some((max_timestamp, _)) => {
+                        Ok(fetchable(self.search_timestamp(max_timestamp).await?))
+                    }
                     None => Ok((-1, -1)),
                 }
             }
-            t if t >= 0 => Ok(self.search_timestamp(t).await?.unwrap_or((-1, -1))),
+            t if t >= 0 => Ok(fetchable(self.search_timestamp(t).await?)),
             other => Err(PartitionError::new(
                 ErrorCode::InvalidRequest,
                 format!("unsupported timestamp {other}"),
@@ -611,7 +616,8 @@ impl Partition {
             .entries()
             .filter_map(|e| e.batches.back().map(|b| (e.producer_id, b.last_offset)))
             .collect();
-        Log::clean(&self.log, now_ms, options, &tails).await
+        let first_unstable = self.producers.borrow().first_unstable_offset();
+        Log::clean(&self.log, now_ms, options, &tails, first_unstable).await
     }
 
     /// Appends a transaction marker (COMMIT or ABORT control batch) for `producer_id` and
@@ -833,7 +839,9 @@ fn first_record_at_or_after(
 }
 
 /// Loads the newest producer snapshot at or below the log end and replays the producer batches
-/// recovery saw after it.
+/// recovery saw after it. After a crash that left a rolled segment unsealed (scanned whole), the
+/// snapshot taken when that segment was created is preferred: replaying from there re-creates
+/// the segment's open transactions and aborted-transaction entries too.
 fn restore_producer_state(dir: &Path, log: &mut Log) -> ProducerStateTable {
     let end = log.log_end_offset;
     let mut snapshots: Vec<i64> = std::fs::read_dir(dir)
@@ -849,6 +857,11 @@ fn restore_producer_state(dir: &Path, log: &mut Log) -> ProducerStateTable {
         })
         .unwrap_or_default();
     snapshots.sort_unstable();
+    if let Some(scanned) = log.first_scanned_base {
+        if snapshots.contains(&scanned) {
+            snapshots.retain(|&offset| offset <= scanned);
+        }
+    }
     let mut table = ProducerStateTable::default();
     let mut from = 0;
     while let Some(offset) = snapshots.pop() {

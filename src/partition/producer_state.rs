@@ -562,4 +562,105 @@ mod tests {
         assert!(ProducerStateTable::from_snapshot(&corrupt).is_none());
         assert!(ProducerStateTable::from_snapshot(&bytes[..bytes.len() - 1]).is_none());
     }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Data { producer: i64, transactional: bool },
+        Marker { producer: i64, abort: bool },
+        HighWatermark { behind: i64 },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0i64..4, any::<bool>()).prop_map(|(producer, transactional)| Op::Data {
+                producer,
+                transactional
+            }),
+            (0i64..4, any::<bool>()).prop_map(|(producer, abort)| Op::Marker { producer, abort }),
+            (0i64..4).prop_map(|behind| Op::HighWatermark { behind }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Against a model of Kafka's rule: LSO = min(first offset of every open transaction and
+        /// of every completed one whose marker is not below the high watermark, HW); a
+        /// non-transactional batch of a producer with an open transaction is refused; a
+        /// completed transaction's LSO is the oldest other open first offset, else marker + 1.
+        #[test]
+        fn the_last_stable_offset_follows_kafkas_rule(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut table = ProducerStateTable::default();
+            let mut open: HashMap<i64, i64> = HashMap::new();
+            let mut completed: Vec<(i64, i64)> = Vec::new();
+            let mut sequences: HashMap<i64, i32> = HashMap::new();
+            let (mut end, mut high_watermark) = (0i64, 0i64);
+            for op in ops {
+                match op {
+                    Op::Data { producer, transactional } => {
+                        let sequence = *sequences.get(&producer).unwrap_or(&0);
+                        let mut header = batch(producer, 0, sequence, 1, end);
+                        if transactional {
+                            header.attributes |= crate::records::batch::TRANSACTIONAL_MASK;
+                        }
+                        let refused = table.check_transactional(&header).is_err();
+                        proptest::prop_assert_eq!(refused, !transactional && open.contains_key(&producer));
+                        if refused {
+                            continue;
+                        }
+                        proptest::prop_assert_eq!(table.check(&header), SequenceCheck::Append);
+                        table.record(&header);
+                        sequences.insert(producer, sequence + 1);
+                        if transactional {
+                            open.entry(producer).or_insert(end);
+                        }
+                        end += 1;
+                    }
+                    Op::Marker { producer, abort } => {
+                        let kind = if abort { ControlType::Abort } else { ControlType::Commit };
+                        let marker = TxnMarker { kind, coordinator_epoch: 0 };
+                        let done = table.complete(producer, 0, marker, end, 0);
+                        match open.remove(&producer) {
+                            Some(first) => {
+                                let others = open.values().copied().min();
+                                let expected_lso = others.unwrap_or(end + 1).min(end + 1);
+                                proptest::prop_assert_eq!(done, Some(CompletedTxn {
+                                    producer_id: producer,
+                                    first_offset: first,
+                                    last_offset: end,
+                                    last_stable_offset: expected_lso,
+                                    aborted: abort,
+                                }));
+                                completed.push((first, end));
+                            }
+                            None => proptest::prop_assert_eq!(done, None),
+                        }
+                        end += 1;
+                    }
+                    Op::HighWatermark { behind } => {
+                        high_watermark = high_watermark.max(end - behind);
+                        table.on_high_watermark(high_watermark);
+                    }
+                }
+                let model = open
+                    .values()
+                    .copied()
+                    .chain(completed.iter().filter(|c| c.1 >= high_watermark).map(|c| c.0))
+                    .min()
+                    .map_or(high_watermark, |first| first.min(high_watermark));
+                let lso = table
+                    .first_unstable_offset()
+                    .map_or(high_watermark, |first| first.min(high_watermark));
+                proptest::prop_assert_eq!(lso, model);
+                let mut ongoing: Vec<(i64, i64)> = open.iter().map(|(p, f)| (*f, *p)).collect();
+                ongoing.sort_unstable();
+                proptest::prop_assert_eq!(table.ongoing().collect::<Vec<_>>(), ongoing);
+            }
+            // The snapshot keeps the open transactions.
+            let restored = ProducerStateTable::from_snapshot(&table.to_snapshot()).unwrap();
+            proptest::prop_assert_eq!(
+                restored.ongoing().collect::<Vec<_>>(),
+                table.ongoing().collect::<Vec<_>>()
+            );
+        }
+    }
 }

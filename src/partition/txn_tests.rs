@@ -269,6 +269,11 @@ fn read_committed_list_offsets_latest_is_the_last_stable_offset() {
         let a_first = interleaved_history(&partition, &flusher).await;
         assert_eq!(partition.list_offset(-1, true).await.unwrap().0, a_first);
         assert_eq!(partition.list_offset(-1, false).await.unwrap().0, 8);
+        // By timestamp: read_uncommitted finds the first record; read_committed only below the
+        // LSO (A's first offset 0: nothing is stable yet).
+        assert_eq!(partition.list_offset(0, false).await.unwrap().0, 0);
+        assert_eq!(partition.list_offset(0, true).await.unwrap(), (-1, -1));
+        assert_eq!(partition.list_offset(-3, true).await.unwrap(), (-1, -1));
         partition.close().await.unwrap();
     });
 }
@@ -277,6 +282,10 @@ fn read_committed_list_offsets_latest_is_the_last_stable_offset() {
 /// and the producers' transaction state, after a clean shutdown and after a crash (no close:
 /// the active segment has no index files and producer state replays from the last snapshot).
 fn survives_restart(clean: bool, config: TopicConfig) {
+    survives_restart_after(clean, config, |_| {});
+}
+
+fn survives_restart_after(clean: bool, config: TopicConfig, damage: impl FnOnce(&Path)) {
     let dir = data_dir();
     let path = dir.path().to_path_buf();
     let a_first = run_local({
@@ -292,6 +301,7 @@ fn survives_restart(clean: bool, config: TopicConfig) {
             a_first
         }
     });
+    damage(&path.join("txn-0"));
     run_local(async move {
         let partition = open(&path, config, clean).await;
         let flusher = Flusher::new(64 << 20);
@@ -384,4 +394,25 @@ fn the_aborted_index_of_sealed_segments_is_kept_on_disk() {
     );
     // A (first offset 0) was open when C aborted.
     assert_eq!(entries[0].last_stable_offset, 0);
+}
+
+/// A crash after a roll, before the rolled segment was sealed: it has data but no index files.
+/// Recovery scans it and replays from the snapshot taken when it was created, so the ABORT
+/// marker it holds is indexed again (else read_committed would show the aborted record).
+#[test]
+fn transactions_survive_a_crash_before_a_rolled_segment_was_sealed() {
+    survives_restart_after(
+        false,
+        TopicConfig {
+            segment_bytes: 100,
+            ..TopicConfig::default()
+        },
+        |dir| {
+            // C's ABORT marker is at offset 6, alone in its segment; 7 is the active one.
+            for extension in ["index", "timeindex", "txnindex"] {
+                let file = dir.join(crate::storage::segment::file_name(6, extension));
+                std::fs::remove_file(&file).unwrap();
+            }
+        },
+    );
 }

@@ -414,7 +414,8 @@ async fn load_partition(shard: Rc<Shard>, index: i32) {
     let now = crate::event::now_ms();
     let replayed = replay(&partition, |header, bytes| {
         if header.is_control() {
-            if let Some(commit) = marker_commits(bytes) {
+            if let Some(marker) = crate::records::control::read_marker(bytes) {
+                let commit = marker.kind == crate::records::control::ControlType::Commit;
                 shard.groups.store.borrow_mut().complete_txn(
                     header.producer_id,
                     index,
@@ -465,20 +466,6 @@ async fn load_partition(shard: Rc<Shard>, index: i32) {
             "loaded {count} record(s) of {OFFSETS_TOPIC}-{index} in {:.2}s",
             started.elapsed().as_secs_f64()
         );
-    }
-}
-
-/// Whether a control batch is a COMMIT (true) or ABORT (false) marker; `None` for other control
-/// records or unreadable ones.
-pub fn marker_commits(batch: &bytes::Bytes) -> Option<bool> {
-    let record = crate::records::record::records(batch, 1 << 10)
-        .ok()?
-        .next()?
-        .ok()?;
-    let kind = crate::records::control::parse_control_record_key(record.key.as_deref()?).ok()?;
-    match crate::records::control::ControlType::from_id(kind)? {
-        crate::records::control::ControlType::Commit => Some(true),
-        crate::records::control::ControlType::Abort => Some(false),
     }
 }
 

@@ -28,8 +28,17 @@
 //!    `Log::open` deletes `*.cleaned` and completes a `*.log.swap`; a segment left without
 //!    indexes is scanned. `docs/storage-format.md` lists every intermediate state.
 //!
-//! Aborted transactions are not removed (transactions are a later stage); their records are
-//! compacted like any other.
+//! Transactions (Kafka's `CleanedTransactionMetadata` rules):
+//! - the cleanable range ends before the first segment holding an unstable offset (an open
+//!   transaction, or one whose marker is not yet below the high watermark), as it ends before the
+//!   active segment;
+//! - records of aborted transactions (known from the segments' `.txnindex`) are never the latest
+//!   value of a key and are dropped from cleaned segments;
+//! - a marker (control batch) is kept while data of its transaction remains before it in the log
+//!   (seen by the same pass) and until it is older than `delete.retention.ms` (by the marker's
+//!   timestamp: Kafka uses a delete horizon stored in the batch, KIP-534; the effect is the same
+//!   retention, without rewriting the marker). A dropped ABORT marker takes its `.txnindex`
+//!   entry with it; the other entries are carried to the cleaned segment.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -42,6 +51,7 @@ use glommio::io::{DmaFile, DmaStreamWriterBuilder, OpenOptions, ReadResult};
 
 use super::log::Log;
 use super::segment::{self, blocking, read_checkpoint, write_checkpoint, BatchSummary, Segment};
+use super::txn_index::AbortedTxn;
 use crate::records::batch::{
     self, BatchError, BatchHeader, BATCH_HEADER_LEN, DELETE_HORIZON_MASK, LOG_OVERHEAD,
     TIMESTAMP_TYPE_MASK,
@@ -255,6 +265,8 @@ pub struct FilterContext<'a> {
     pub producer_tails: &'a HashSet<(i64, i64)>,
     /// The batch is the last of its segment.
     pub last_in_segment: bool,
+    /// The batch belongs to an aborted transaction: none of its records is kept.
+    pub aborted: bool,
 }
 
 /// Applies compaction to one stored batch (see the module doc for the rules).
@@ -292,14 +304,15 @@ pub fn filter_batch(batch: &Bytes, ctx: &FilterContext) -> Result<Filtered, Batc
     for record in records(batch, MAX_DECOMPRESSED_BYTES)? {
         let record = record?;
         let offset = record.offset(&header);
-        let retain = match &record.key {
-            // Kafka drops records without a key from compacted logs.
-            None => false,
-            Some(key) => match ctx.map.get(key) {
-                Some(latest) if latest > offset => false,
-                _ => record.value.is_some() || !horizon_passed,
-            },
-        };
+        let retain = !ctx.aborted
+            && match &record.key {
+                // Kafka drops records without a key from compacted logs.
+                None => false,
+                Some(key) => match ctx.map.get(key) {
+                    Some(latest) if latest > offset => false,
+                    _ => record.value.is_some() || !horizon_passed,
+                },
+            };
         if retain {
             has_tombstone |= record.value.is_none();
             kept.push(record);
@@ -391,10 +404,73 @@ pub struct SegmentRef {
     pub size: u64,
     pub file: Rc<DmaFile>,
     pub created_ms: i64,
+    /// The segment's aborted-transaction entries (carried to its cleaned version).
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// Aborted transactions of the cleanable range, by producer: (first offset, marker offset).
+#[derive(Debug, Default)]
+pub struct AbortedRanges(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    pub fn new<'a>(entries: impl IntoIterator<Item = &'a AbortedTxn>) -> AbortedRanges {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for entry in entries {
+            by_producer
+                .entry(entry.producer_id)
+                .or_default()
+                .push((entry.first_offset, entry.last_offset));
+        }
+        for ranges in by_producer.values_mut() {
+            ranges.sort_unstable();
+        }
+        AbortedRanges(by_producer)
+    }
+
+    /// Whether a stored data batch belongs to an aborted transaction.
+    pub fn contains(&self, header: &BatchHeader) -> bool {
+        if !header.is_transactional() || header.is_control() {
+            return false;
+        }
+        let Some(ranges) = self.0.get(&header.producer_id) else {
+            return false;
+        };
+        let at = ranges.partition_point(|r| r.0 <= header.base_offset);
+        at > 0 && ranges[at - 1].1 > header.base_offset
+    }
+}
+
+/// Per pass: producers with transactional data seen since their last marker (Kafka's
+/// `CleanedTransactionMetadata`), deciding whether a marker may go.
+#[derive(Debug, Default)]
+pub struct MarkerTracker {
+    data_seen: HashSet<i64>,
+}
+
+impl MarkerTracker {
+    /// Notes a data batch read by the pass.
+    pub fn on_data(&mut self, header: &BatchHeader) {
+        if header.is_transactional() && !header.is_control() && header.records_count > 0 {
+            self.data_seen.insert(header.producer_id);
+        }
+    }
+
+    /// Whether the marker just read may be dropped: no data of its transaction was seen before
+    /// it and it is older than `delete.retention.ms`. Forgets the transaction either way.
+    pub fn marker_removable(
+        &mut self,
+        header: &BatchHeader,
+        now_ms: i64,
+        retention_ms: i64,
+    ) -> bool {
+        let data_before = self.data_seen.remove(&header.producer_id);
+        !data_before && now_ms.saturating_sub(header.max_timestamp) > retention_ms
+    }
 }
 
 pub struct CleanPlan {
     pub segments: Vec<SegmentRef>,
+    pub aborted: AbortedRanges,
     pub first_dirty: i64,
     pub log_start_offset: i64,
     pub delete_retention_ms: i64,
@@ -465,8 +541,13 @@ impl BatchReader {
 }
 
 impl Log {
-    /// Decides whether this log needs a cleaning pass now; `None` when not.
-    fn plan_cleaning(&mut self, now_ms: i64) -> Option<CleanPlan> {
+    /// Decides whether this log needs a cleaning pass now; `None` when not. Nothing at or past
+    /// `first_unstable_offset` (an undecided transaction) is cleanable.
+    fn plan_cleaning(
+        &mut self,
+        now_ms: i64,
+        first_unstable_offset: Option<i64>,
+    ) -> Option<CleanPlan> {
         if !self.config.cleanup_compact {
             return None;
         }
@@ -487,6 +568,9 @@ impl Log {
         let mut horizon_due = false;
         for segment in self.segments_iter() {
             if segment.base_offset == last_base || !segment.is_sealed() {
+                break;
+            }
+            if first_unstable_offset.is_some_and(|unstable| segment.next_offset > unstable) {
                 break;
             }
             if min_lag > 0 && segment.max_timestamp >= 0 && now_ms - segment.max_timestamp < min_lag
@@ -514,6 +598,7 @@ impl Log {
                 size: segment.size,
                 file: segment.file.clone(),
                 created_ms: segment.created_ms,
+                aborted: segment.aborted.clone(),
             });
         }
         let total = clean_bytes + dirty_bytes;
@@ -529,6 +614,7 @@ impl Log {
         let due = (dirty_bytes > 0 && (ratio >= self.config.min_cleanable_dirty_ratio || overdue))
             || horizon_due;
         due.then(|| CleanPlan {
+            aborted: AbortedRanges::new(segments.iter().flat_map(|s| s.aborted.iter())),
             segments,
             first_dirty,
             log_start_offset: self.log_start_offset,
@@ -539,14 +625,18 @@ impl Log {
     }
 
     /// Runs one cleaning pass if the log needs one. `producer_tails` holds (producer id, last
-    /// offset) of every producer's last batch, whose header survives compaction.
+    /// offset) of every producer's last batch, whose header survives compaction;
+    /// `first_unstable_offset` the first offset of the oldest undecided transaction.
     pub async fn clean(
         cell: &RefCell<Log>,
         now_ms: i64,
         options: &CleanerOptions,
         producer_tails: &HashSet<(i64, i64)>,
+        first_unstable_offset: Option<i64>,
     ) -> std::io::Result<CleanStats> {
-        let plan = cell.borrow_mut().plan_cleaning(now_ms);
+        let plan = cell
+            .borrow_mut()
+            .plan_cleaning(now_ms, first_unstable_offset);
         let mut stats = CleanStats {
             dirty_ratio: cell.borrow().cleaner.dirty_ratio,
             ..Default::default()
@@ -556,6 +646,7 @@ impl Log {
         };
         stats.ran = true;
         let (map, map_end) = build_offset_map(&plan, options, &mut stats).await?;
+        let mut markers = MarkerTracker::default();
         for segment in plan.segments.iter().filter(|s| s.base_offset < map_end) {
             let ctx = SegmentContext {
                 plan: &plan,
@@ -567,7 +658,7 @@ impl Log {
             if !cell.borrow_mut().start_cleaning(segment) {
                 continue; // removed by retention since the plan
             }
-            let result = clean_segment(cell, segment, &ctx, &mut stats).await;
+            let result = clean_segment(cell, segment, &ctx, &mut markers, &mut stats).await;
             cell.borrow_mut().cleaner.cleaning = None;
             if result? {
                 // A simulated crash (tests): stop where a crash would have.
@@ -606,7 +697,7 @@ async fn build_offset_map(
             stats.bytes_read += bytes.len() as u64;
             options.throttle.account(bytes.len() as u64).await;
             let header = BatchHeader::parse(&bytes).map_err(invalid_data)?;
-            if header.is_control() || header.records_count == 0 {
+            if header.is_control() || header.records_count == 0 || plan.aborted.contains(&header) {
                 continue;
             }
             for record in records(&bytes, MAX_DECOMPRESSED_BYTES).map_err(invalid_data)? {
@@ -652,6 +743,7 @@ async fn clean_segment(
     cell: &RefCell<Log>,
     source: &SegmentRef,
     ctx: &SegmentContext<'_>,
+    markers: &mut MarkerTracker,
     stats: &mut CleanStats,
 ) -> std::io::Result<bool> {
     let log_path = Segment::log_path(&ctx.plan.dir, source.base_offset);
@@ -679,17 +771,33 @@ async fn clean_segment(
     let mut horizon: Option<i64> = None;
     let mut removed = 0;
     let mut bytes_read = 0;
+    let mut dropped_markers: HashSet<i64> = HashSet::new();
     while let Some((bytes, last_in_segment)) = reader.next().await? {
         bytes_read += bytes.len() as u64;
+        let source_header = BatchHeader::parse(&bytes).map_err(invalid_data)?;
+        markers.on_data(&source_header);
         let filter = FilterContext {
             map: ctx.map,
             now_ms: ctx.now_ms,
             delete_retention_ms: ctx.plan.delete_retention_ms,
             producer_tails: ctx.producer_tails,
             last_in_segment,
+            aborted: ctx.plan.aborted.contains(&source_header),
         };
         let bytes_len = bytes.len();
-        let filtered = filter_batch(&bytes, &filter).map_err(invalid_data)?;
+        let removable_marker = source_header.is_control()
+            && markers.marker_removable(&source_header, ctx.now_ms, ctx.plan.delete_retention_ms)
+            && !last_in_segment;
+        let filtered = if removable_marker {
+            dropped_markers.insert(source_header.base_offset);
+            Filtered {
+                fate: BatchFate::Removed,
+                records_removed: source_header.records_count.max(0) as u64,
+                tombstone_horizon_ms: None,
+            }
+        } else {
+            filter_batch(&bytes, &filter).map_err(invalid_data)?
+        };
         removed += filtered.records_removed;
         if let Some(h) = filtered.tombstone_horizon_ms {
             horizon = Some(horizon.map_or(h, |old: i64| old.min(h)));
@@ -748,6 +856,12 @@ async fn clean_segment(
     }
     cleaned.next_offset = source.next_offset;
     cleaned.tombstone_horizon_ms = horizon;
+    cleaned.aborted = source
+        .aborted
+        .iter()
+        .filter(|e| !dropped_markers.contains(&e.last_offset))
+        .copied()
+        .collect();
     if swap_in(&cleaned, &log_path, &cleaned_path, ctx.options.stop_after).await? {
         return Ok(true);
     }

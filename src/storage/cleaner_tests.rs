@@ -195,9 +195,15 @@ fn flatten(batches: &[(BatchHeader, Vec<Seen>)]) -> Vec<Seen> {
 }
 
 async fn clean(log: &RefCell<Log>, now_ms: i64) -> super::cleaner::CleanStats {
-    Log::clean(log, now_ms, &CleanerOptions::default(), &HashSet::new())
-        .await
-        .unwrap()
+    Log::clean(
+        log,
+        now_ms,
+        &CleanerOptions::default(),
+        &HashSet::new(),
+        None,
+    )
+    .await
+    .unwrap()
 }
 
 fn codec() -> impl Strategy<Value = Compression> {
@@ -327,7 +333,7 @@ fn a_crash_at_any_step_of_the_swap_loses_nothing_and_duplicates_nothing() {
                 stop_after: Some(step),
                 ..CleanerOptions::default()
             };
-            Log::clean(&log, 5_000, &crash, &HashSet::new())
+            Log::clean(&log, 5_000, &crash, &HashSet::new(), None)
                 .await
                 .unwrap();
             let expected_leftover = match step {
@@ -443,6 +449,7 @@ fn ctx<'a>(map: &'a OffsetMap, tails: &'a HashSet<(i64, i64)>, last: bool) -> Fi
         delete_retention_ms: 500,
         producer_tails: tails,
         last_in_segment: last,
+        aborted: false,
     }
 }
 

@@ -116,6 +116,9 @@ pub struct Log {
     readahead: Option<ReadAhead>,
     /// Batches validated by recovery in the last segment(s), for rebuilding producer state.
     pub recovered: Vec<BatchSummary>,
+    /// Base of the first segment recovery scanned whole (no valid indexes): `recovered` holds
+    /// every batch from there on.
+    pub first_scanned_base: Option<i64>,
     /// Compaction progress (`super::cleaner`).
     pub cleaner: CleanerState,
 }
@@ -170,6 +173,7 @@ impl Log {
             cache_limit: 0,
             readahead: None,
             recovered: Vec::new(),
+            first_scanned_base: None,
             cleaner: CleanerState::default(),
         };
         if bases.is_empty() {
@@ -240,6 +244,19 @@ impl Log {
                 (result.valid_end, result.batches, result.stopped)
             };
             if !trusted {
+                self.first_scanned_base.get_or_insert(base);
+                // An entry whose ABORT marker the scan did not find is stale (a crash while
+                // compaction swapped the segment in, after it dropped the marker): consumers
+                // would skip that producer's later transactions.
+                segment.aborted.retain(|entry| {
+                    summaries.iter().any(|s| {
+                        s.header.base_offset == entry.last_offset
+                            && s.header.producer_id == entry.producer_id
+                            && s.marker.is_some_and(|m| {
+                                m.kind == crate::records::control::ControlType::Abort
+                            })
+                    })
+                });
                 // What the scan found is all the segment holds: no batch means it ends where it
                 // begins (not where the next file begins), so the gap rule below applies.
                 segment.size = 0;

@@ -17,6 +17,8 @@ pub mod txn_index;
 #[cfg(test)]
 mod cleaner_tests;
 #[cfg(test)]
+mod cleaner_txn_tests;
+#[cfg(test)]
 mod tests;
 
 /// Makes glommio learn correctly whether the data directory's device supports polled I/O.
