@@ -889,7 +889,19 @@ fn coordinator_errors_on_the_wire() {
 
     // A new instance fences this one: old versions hear INVALID_PRODUCER_EPOCH, new ones
     // PRODUCER_FENCED.
-    let second = init(&mut raw, Some("wire-app"), 60_000);
+    // One request does it: the coordinator waits for the abort's markers instead of answering
+    // CONCURRENT_TRANSACTIONS for the client to retry.
+    let second: InitProducerIdResponse = raw.request(
+        22,
+        4,
+        &InitProducerIdRequest {
+            transactional_id: Some("wire-app".into()),
+            transaction_timeout_ms: 60_000,
+            producer_id: -1,
+            producer_epoch: -1,
+            ..Default::default()
+        },
+    );
     assert_eq!(second.error_code, 0);
     assert_eq!(second.producer_id, pid);
     assert!(

@@ -32,9 +32,17 @@ enum Load {
     Loaded,
 }
 
+/// How long a request for an id whose previous transaction is still being completed (markers
+/// being written) waits for it before answering CONCURRENT_TRANSACTIONS. Clients retry that
+/// answer after a fixed backoff (librdkafka: 20 ms for AddPartitionsToTxn), which would otherwise
+/// be added to every back-to-back transaction that finds its predecessor's markers in flight.
+pub const BUSY_WAIT: Duration = Duration::from_millis(1000);
+
 #[derive(Default)]
 pub struct ShardTxns {
     pub store: RefCell<TxnStore>,
+    /// Fired whenever an id's transition ends (requests waiting on a busy id re-plan).
+    pub changed: crate::event::Event,
     partitions: RefCell<BTreeMap<i32, Load>>,
     /// Ids whose markers are being written now (one writer per id).
     completing: RefCell<std::collections::BTreeSet<String>>,
@@ -159,7 +167,33 @@ pub async fn transition(shard: &Rc<Shard>, target: TxnMetadata) -> Result<(), Er
         .store
         .borrow_mut()
         .complete(target, written.is_ok());
+    shard.txns.changed.notify();
     written
+}
+
+/// Plans with `plan` against the store; while the id is busy (CONCURRENT_TRANSACTIONS: a
+/// transition pending, or the previous transaction's markers in flight), waits for transitions
+/// to end and plans again, for at most [`BUSY_WAIT`].
+async fn plan_when_idle<T>(
+    shard: &Rc<Shard>,
+    mut plan: impl FnMut(&TxnStore) -> Result<T, ErrorCode>,
+) -> Result<T, ErrorCode> {
+    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    loop {
+        let changed = shard.txns.changed.listen();
+        // Planned before matching: the store must not stay borrowed across the wait below.
+        let planned = plan(&shard.txns.store.borrow());
+        match planned {
+            Err(ErrorCode::ConcurrentTransactions) => {
+                let now = std::time::Instant::now();
+                if now >= deadline || shard.stopping.get() {
+                    return Err(ErrorCode::ConcurrentTransactions);
+                }
+                crate::event::listen_with_timeout(changed, deadline - now).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The coordinator epoch markers carry: the leader epoch of the id's transaction-log partition.
@@ -414,6 +448,7 @@ async fn expire(shard: &Rc<Shard>, id: &str, expiration_ms: i64) {
     let written = write_record(shard, id, (records::encode_key(id), None)).await;
     let mut store = shard.txns.store.borrow_mut();
     store.complete(meta, true);
+    shard.txns.changed.notify();
     if written.is_ok() {
         store.apply(id.to_string(), None);
         tracing::info!("transactional id '{id}' expired after {expiration_ms} ms idle");
@@ -446,27 +481,38 @@ pub async fn init_producer_id(
         } else {
             None
         };
-        let plan = shard.txns.store.borrow().plan_init(
-            &transactional_id,
-            timeout_ms,
-            expected,
-            new_producer_id,
-            crate::event::now_ms(),
-        )?;
-        match plan {
-            InitPlan::Ready(target) => {
-                let answer = (target.producer_id, target.producer_epoch);
-                transition(&shard, target).await?;
-                Ok(answer)
-            }
-            InitPlan::AbortOngoing(target) => {
-                tracing::info!(
-                    "transactional id '{transactional_id}': a new producer fences epoch {}, aborting its open transaction",
-                    target.producer_epoch - 1
-                );
-                transition(&shard, target).await?;
-                spawn_completion(&shard, transactional_id);
-                Err(ErrorCode::ConcurrentTransactions)
+        // An open transaction is aborted first; the request then waits for that abort to
+        // complete (as a retry would) and answers with the epoch bumped once more.
+        let mut aborted = false;
+        loop {
+            let plan = plan_when_idle(&shard, |store| {
+                store.plan_init(
+                    &transactional_id,
+                    timeout_ms,
+                    expected,
+                    new_producer_id,
+                    crate::event::now_ms(),
+                )
+            })
+            .await?;
+            match plan {
+                InitPlan::Ready(target) => {
+                    let answer = (target.producer_id, target.producer_epoch);
+                    transition(&shard, target).await?;
+                    return Ok(answer);
+                }
+                InitPlan::AbortOngoing(_) if aborted => {
+                    return Err(ErrorCode::ConcurrentTransactions)
+                }
+                InitPlan::AbortOngoing(target) => {
+                    tracing::info!(
+                        "transactional id '{transactional_id}': a new producer fences epoch {}, aborting its open transaction",
+                        target.producer_epoch - 1
+                    );
+                    transition(&shard, target).await?;
+                    spawn_completion(&shard, transactional_id.clone());
+                    aborted = true;
+                }
             }
         }
     })
@@ -483,13 +529,16 @@ pub async fn add_partitions(
 ) -> Result<(), ErrorCode> {
     let id = transactional_id.clone();
     to_coordinator(shard, &id, move |shard| async move {
-        let plan = shard.txns.store.borrow().plan_add_partitions(
-            &transactional_id,
-            producer_id,
-            epoch,
-            &partitions,
-            crate::event::now_ms(),
-        )?;
+        let plan = plan_when_idle(&shard, |store| {
+            store.plan_add_partitions(
+                &transactional_id,
+                producer_id,
+                epoch,
+                &partitions,
+                crate::event::now_ms(),
+            )
+        })
+        .await?;
         match plan {
             None => Ok(()),
             Some(target) => transition(&shard, target).await,
@@ -544,13 +593,16 @@ pub async fn end_txn(
 ) -> Result<(), ErrorCode> {
     let id = transactional_id.clone();
     to_coordinator(shard, &id, move |shard| async move {
-        let plan = shard.txns.store.borrow().plan_end(
-            &transactional_id,
-            producer_id,
-            epoch,
-            commit,
-            crate::event::now_ms(),
-        )?;
+        let plan = plan_when_idle(&shard, |store| {
+            store.plan_end(
+                &transactional_id,
+                producer_id,
+                epoch,
+                commit,
+                crate::event::now_ms(),
+            )
+        })
+        .await?;
         match plan {
             EndPlan::AlreadyDone => Ok(()),
             EndPlan::Prepare(target) => {
