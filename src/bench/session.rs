@@ -227,6 +227,9 @@ fn goal(load: &LoadArgs, default: Duration) -> Goal {
 }
 
 fn produce_command(context: &Context, args: &ProduceArgs) -> Result<PhaseResult, String> {
+    if args.idempotence && args.acks != Acks::All {
+        return Err("--idempotence true needs --acks all (librdkafka refuses it otherwise)".into());
+    }
     let topic = &args.topic.topic;
     client::ensure_topic(
         &context.client,
@@ -247,9 +250,6 @@ fn produce_command(context: &Context, args: &ProduceArgs) -> Result<PhaseResult,
         goal(&args.load, DEFAULT_DURATION),
     );
     let mut workload = workload;
-    if args.idempotence && args.acks != Acks::All {
-        return Err("--idempotence true needs --acks all (librdkafka refuses it otherwise)".into());
-    }
     workload
         .producer
         .settings
