@@ -41,6 +41,12 @@ run 1p-1part transactions --spawn-broker --data-dir "$DATA" --no-ceilings --topi
     --partitions 1
 run 1p-abort10 transactions --spawn-broker --data-dir "$DATA" --no-ceilings --abort-every 10
 run 1p-100 transactions --spawn-broker --data-dir "$DATA" --no-ceilings --records-per-txn 100
+# linger.ms 0 instead of librdkafka's default 5 (the records of a transaction wait out linger).
+run 1p-rr-linger0 transactions --spawn-broker --data-dir "$DATA" --repeat 3 --linger-ms 0
+run 4p-rr-linger0 transactions --spawn-broker --data-dir "$DATA" --repeat 3 --no-ceilings \
+    --producers 4 --linger-ms 0
+run 1p-1part-linger0 transactions --spawn-broker --data-dir "$DATA" --no-ceilings --topic one \
+    --partitions 1 --linger-ms 0
 
 # read_committed vs read_uncommitted on the same data: one broker, two topics preloaded once.
 BROKER_DIR="$DATA/txn-consume-broker"
@@ -77,6 +83,10 @@ for i in 1 2 3; do
     run produce-all-idem-on-r$i produce --spawn-broker --data-dir "$DATA" --no-ceilings \
         --acks all --idempotence true
 done
+
+# Attribution: idempotence off, but librdkafka's in-flight cap that idempotence imposes (5).
+run produce-all-inflight5 produce --spawn-broker --data-dir "$DATA" --no-ceilings --acks all \
+    --idempotence false --client-set max.in.flight.requests.per.connection=5
 
 run ceilings-end ceilings --data-dir "$DATA" --repeat 3
 echo "== done $(date -u +%H:%M:%S)" >> "$SESSION"
