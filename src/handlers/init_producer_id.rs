@@ -18,8 +18,7 @@ pub const SPEC: ApiSpec = ApiSpec {
     min_version: 0,
     max_version: 5,
     advertised_min: 0,
-    note:
-        "idempotent and transactional producers (epoch bumps, fencing, KIP-360 expected id/epoch)",
+    note: "idempotent and transactional producers (epoch bumps, fencing, KIP-360 expected id/epoch)",
 };
 
 pub async fn handle(request: Request) -> Result<Reply, HandlerError> {

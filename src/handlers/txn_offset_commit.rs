@@ -138,7 +138,8 @@ async fn write_pending(
     producer_epoch: i16,
     records: Vec<GroupRecord>,
 ) -> Result<(), ErrorCode> {
-    let index = coordinator_partition(&shard.metadata(), group).ok_or(ErrorCode::NotCoordinator)?;
+    let index =
+        coordinator_partition(&shard.metadata(), group).ok_or(ErrorCode::NotCoordinator)?;
     let now = crate::event::now_ms();
     let mut builder = BatchBuilder::new(Compression::None, 0, now)
         .producer(producer_id, producer_epoch, 0)

@@ -415,12 +415,11 @@ async fn load_partition(shard: Rc<Shard>, index: i32) {
     let replayed = replay(&partition, |header, bytes| {
         if header.is_control() {
             if let Some(commit) = marker_commits(bytes) {
-                shard.groups.store.borrow_mut().complete_txn(
-                    header.producer_id,
-                    index,
-                    commit,
-                    now,
-                );
+                shard
+                    .groups
+                    .store
+                    .borrow_mut()
+                    .complete_txn(header.producer_id, index, commit, now);
             }
             return;
         }
@@ -449,9 +448,7 @@ async fn load_partition(shard: Rc<Shard>, index: i32) {
     if let Err(error) = replayed {
         tracing::error!(
             "loading {OFFSETS_TOPIC}-{index}: {}; its groups stay unavailable",
-            error
-                .message
-                .unwrap_or_else(|| error.code.name().to_string())
+            error.message.unwrap_or_else(|| error.code.name().to_string())
         );
         return;
     }

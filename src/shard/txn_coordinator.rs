@@ -283,9 +283,7 @@ async fn load_partition(shard: Rc<Shard>, index: i32) {
     if let Err(error) = replayed {
         tracing::error!(
             "loading {TRANSACTION_TOPIC}-{index}: {}; its transactional ids stay unavailable",
-            error
-                .message
-                .unwrap_or_else(|| error.code.name().to_string())
+            error.message.unwrap_or_else(|| error.code.name().to_string())
         );
         return;
     }

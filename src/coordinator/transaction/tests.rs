@@ -156,7 +156,9 @@ fn a_pending_transition_makes_others_wait_and_a_failed_write_changes_nothing() {
     store.complete(add, false);
     assert_eq!(store, before);
     // A new id whose first write fails is forgotten.
-    let plan = store.plan_init("other", 1000, None, Some(77), 4).unwrap();
+    let plan = store
+        .plan_init("other", 1000, None, Some(77), 4)
+        .unwrap();
     let InitPlan::Ready(target) = plan else {
         panic!()
     };
@@ -182,10 +184,7 @@ fn timeouts_abort_with_the_epoch_bumped() {
     assert!(store.timed_out(60_100).is_empty());
     assert_eq!(store.timed_out(60_101), vec![ID.to_string()]);
     let abort = store.plan_timeout_abort(ID, 60_101).unwrap();
-    assert_eq!(
-        (abort.state, abort.producer_epoch),
-        (TxnState::PrepareAbort, 1)
-    );
+    assert_eq!((abort.state, abort.producer_epoch), (TxnState::PrepareAbort, 1));
 }
 
 #[test]
@@ -201,11 +200,7 @@ fn exhausted_epochs_rotate_the_producer_id() {
         panic!()
     };
     assert_eq!(
-        (
-            rotated.producer_id,
-            rotated.producer_epoch,
-            rotated.previous_producer_id
-        ),
+        (rotated.producer_id, rotated.producer_epoch, rotated.previous_producer_id),
         (2, 0, 1)
     );
 }
@@ -216,9 +211,7 @@ fn kip360_expected_epoch_bumps_or_is_fenced() {
     let mut pid = 0;
     init(&mut store, &mut pid, 0).unwrap(); // (1, 0)
     let plan = store.plan_init(ID, 1000, Some((1, 0)), None, 1).unwrap();
-    let InitPlan::Ready(bumped) = plan else {
-        panic!()
-    };
+    let InitPlan::Ready(bumped) = plan else { panic!() };
     assert_eq!((bumped.producer_epoch, bumped.last_producer_epoch), (1, 0));
     persist(&mut store, bumped);
     // The retry of that call (its answer lost) gets the same epoch.
@@ -256,10 +249,7 @@ fn records_round_trip_in_kafkas_format() {
     assert_eq!(i64::from_be_bytes(value[2..10].try_into().unwrap()), 4000);
     assert_eq!(i16::from_be_bytes(value[10..12].try_into().unwrap()), 7);
     assert_eq!(value[16], TxnState::Ongoing.id() as u8);
-    assert_eq!(
-        decode(&key, Some(&value)),
-        Some(("app-1".into(), Some(meta)))
-    );
+    assert_eq!(decode(&key, Some(&value)), Some(("app-1".into(), Some(meta))));
     assert_eq!(decode(&key, None), Some(("app-1".into(), None)));
     assert_eq!(decode(&bytes::Bytes::from_static(&[0, 1, 0]), None), None);
 }
@@ -270,30 +260,14 @@ fn records_round_trip_in_kafkas_format() {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Init {
-        client: usize,
-        write: Write,
-    },
-    Add {
-        client: usize,
-        partition: usize,
-        write: Write,
-    },
-    Produce {
-        client: usize,
-        partition: usize,
-    },
-    End {
-        client: usize,
-        commit: bool,
-        write: Write,
-    },
+    Init { client: usize, write: Write },
+    Add { client: usize, partition: usize, write: Write },
+    Produce { client: usize, partition: usize },
+    End { client: usize, commit: bool, write: Write },
     /// Time passes by this many ms (timeouts fire).
     Tick(i64),
     /// One prepared transaction gets its markers and completes.
-    Markers {
-        write: Write,
-    },
+    Markers { write: Write },
     Crash,
 }
 
@@ -332,16 +306,8 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Clone, Debug, PartialEq)]
 enum Entry {
     /// A record of a client's transaction number `txn`.
-    Data {
-        pid: i64,
-        epoch: i16,
-        txn: u64,
-    },
-    Marker {
-        pid: i64,
-        epoch: i16,
-        commit: bool,
-    },
+    Data { pid: i64, epoch: i16, txn: u64 },
+    Marker { pid: i64, epoch: i16, commit: bool },
 }
 
 #[derive(Default)]
@@ -473,9 +439,7 @@ impl Sim {
             }
             Op::Produce { client, partition } => {
                 let c = &self.clients[client];
-                let Some((pid, epoch)) = c.producer else {
-                    return;
-                };
+                let Some((pid, epoch)) = c.producer else { return };
                 if !c.added.contains(&partition) {
                     return;
                 }
