@@ -63,6 +63,11 @@ impl ClientOptions {
         }
         for (name, value) in &self.settings {
             config.set(name, value);
+            if name == "debug" {
+                // librdkafka's debug contexts log at level 7; let them through (to the
+                // `librdkafka` tracing target: WEIR_LOG=librdkafka=debug).
+                config.set_log_level(RDKafkaLogLevel::Debug);
+            }
         }
         config
     }
@@ -489,6 +494,19 @@ mod tests {
         assert_ne!(a, noise(1000, 2));
         assert_eq!(a, noise(1000, 1));
         assert_eq!(noise(3, 0).len(), 3);
+    }
+
+    #[test]
+    fn a_debug_client_setting_lets_librdkafka_debug_lines_through() {
+        let options = |settings: Vec<(String, String)>| ClientOptions {
+            bootstrap: "127.0.0.1:1".into(),
+            settings,
+        };
+        let debug = options(vec![("debug".into(), "eos".into())]).config(&[]);
+        assert!(matches!(debug.log_level, RDKafkaLogLevel::Debug));
+        assert_eq!(debug.get("debug"), Some("eos"));
+        let quiet = options(vec![("linger.ms".into(), "0".into())]).config(&[]);
+        assert!(matches!(quiet.log_level, RDKafkaLogLevel::Error));
     }
 
     #[test]

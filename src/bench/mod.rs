@@ -3,7 +3,8 @@
 //! reported beside what the machine can do.
 //!
 //! Subcommands: `produce`, `consume`, `e2e` (one workload each), `ceilings` (the machine only),
-//! `groups` (the group coordinator, see [`groups`]) and `suite` (the whole set the benchmark
+//! `groups` (the group coordinator, see [`groups`]), `transactions` (transactional producers,
+//! see [`transactions`]) and `suite` (the whole set the benchmark
 //! report uses: ceilings, produce acks=1, produce acks=all, consume of the acks=1 data, e2e at
 //! 20 MB/s acks=all). A run either targets a broker
 //! already running (`--bootstrap`, and `--broker-pid` for its CPU) or starts one
