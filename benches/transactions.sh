@@ -76,6 +76,37 @@ kill "$BROKER"
 wait "$BROKER"
 rm -rf "$BROKER_DIR"
 
+# Second consume comparison: 5 alternating rounds, and a topic with aborted transactions
+# (1 in 10 aborted: read_committed filters them out, read_uncommitted returns them).
+BROKER_DIR="$DATA/txn-consume2-broker"
+rm -rf "$BROKER_DIR"
+mkdir -p "$BROKER_DIR"
+"$BIN" start --listen 127.0.0.1:39093 --data-dir "$BROKER_DIR" --smp 2 \
+    --set weir.admin.listen=127.0.0.1:39645 > "$ERR/broker2.log" 2>&1 &
+BROKER=$!
+for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/39093) 2>/dev/null && break
+    sleep 0.1
+done
+TARGET=(--bootstrap 127.0.0.1:39093 --broker-pid "$BROKER" --broker-admin 127.0.0.1:39645
+    --data-dir "$DATA" --no-ceilings)
+run c2-preload-txn transactions "${TARGET[@]}" --topic txdata --records-per-txn 1000 \
+    --transactions 2000 --producers 4
+run c2-preload-abort transactions "${TARGET[@]}" --topic txabort --records-per-txn 1000 \
+    --transactions 2000 --producers 4 --abort-every 10
+run c2-preload-plain produce "${TARGET[@]}" --topic plaindata --acks 1 --records 2000000
+for i in 1 2 3 4 5; do
+    run c2-txn-rc-r$i consume "${TARGET[@]}" --topic txdata --isolation read_committed
+    run c2-txn-ru-r$i consume "${TARGET[@]}" --topic txdata --isolation read_uncommitted
+    run c2-abort-rc-r$i consume "${TARGET[@]}" --topic txabort --isolation read_committed
+    run c2-abort-ru-r$i consume "${TARGET[@]}" --topic txabort --isolation read_uncommitted
+    run c2-plain-ru-r$i consume "${TARGET[@]}" --topic plaindata --isolation read_uncommitted
+    run c2-plain-rc-r$i consume "${TARGET[@]}" --topic plaindata --isolation read_committed
+done
+kill "$BROKER"
+wait "$BROKER"
+rm -rf "$BROKER_DIR"
+
 # Idempotence off vs on at acks=all, maximum rate, alternating.
 for i in 1 2 3; do
     run produce-all-idem-off-r$i produce --spawn-broker --data-dir "$DATA" --no-ceilings \
