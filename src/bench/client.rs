@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -52,7 +52,7 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    fn config(&self, own: &[(&str, String)]) -> ClientConfig {
+    pub(super) fn config(&self, own: &[(&str, String)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap)
@@ -63,6 +63,11 @@ impl ClientOptions {
         }
         for (name, value) in &self.settings {
             config.set(name, value);
+            if name == "debug" {
+                // librdkafka's debug contexts log at level 7; let them through (to the
+                // `librdkafka` tracing target: WEIR_LOG=librdkafka=debug).
+                config.set_log_level(RDKafkaLogLevel::Debug);
+            }
         }
         config
     }
@@ -85,7 +90,7 @@ impl LiveCounters {
         )
     }
 
-    fn error(&self, message: String) {
+    pub(super) fn error(&self, message: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let mut kept = self.first_errors.lock().expect("error list lock");
         if kept.len() < ERRORS_KEPT {
@@ -387,10 +392,32 @@ pub struct ConsumerSpec {
     pub settings: Vec<(&'static str, String)>,
     /// Stop after this many records (this consumer's share); `None`: until `stop`.
     pub records: Option<u64>,
+    /// Also stop once every assigned partition reached its end (librdkafka's partition EOF:
+    /// the high watermark, or the last stable offset under read_committed). Needed for
+    /// transactional data, whose markers fill offsets that deliver no record.
+    pub until_end: bool,
     /// Record e2e latency of records whose embedded timestamp is at or after this (Unix ns;
     /// set by the driver once the warm-up ends, `u64::MAX` until then).
     pub e2e_from_unix_nanos: Option<Arc<AtomicU64>>,
 }
+
+/// A consumer context that keeps partition-EOF events (asked for by `until_end`) out of the
+/// error log: they are how a drain ends, not errors.
+struct BenchConsumerContext;
+
+impl ClientContext for BenchConsumerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for BenchConsumerContext {}
 
 /// Consumes until the quota or `stop`. Returns the e2e latency histogram (µs), empty unless
 /// `e2e_from_unix_nanos` was given.
@@ -406,10 +433,13 @@ pub fn run_consumer(
         ("enable.auto.offset.store", "false".to_string()),
         ("enable.partition.eof", "false".to_string()),
     ];
+    if spec.until_end {
+        own.push(("enable.partition.eof", "true".to_string()));
+    }
     own.extend(spec.settings.iter().cloned());
-    let consumer: BaseConsumer = client
+    let consumer: BaseConsumer<BenchConsumerContext> = client
         .config(&own)
-        .create()
+        .create_with_context(BenchConsumerContext)
         .map_err(|e| format!("creating a consumer: {e}"))?;
     let mut assignment = TopicPartitionList::new();
     for &(partition, offset) in &spec.assignment {
@@ -422,7 +452,11 @@ pub fn run_consumer(
         .map_err(|e| format!("assigning {}: {e}", spec.topic))?;
     let mut histogram = latency_histogram();
     let mut received: u64 = 0;
+    let mut at_end: Vec<i32> = Vec::new();
     while !stop.load(Ordering::Relaxed) && spec.records.is_none_or(|quota| received < quota) {
+        if spec.until_end && at_end.len() >= spec.assignment.len() {
+            break;
+        }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 let payload = message.payload().unwrap_or_default();
@@ -438,6 +472,10 @@ pub fn run_consumer(
                     }
                 }
             }
+            Some(Err(KafkaError::PartitionEOF(partition))) if !at_end.contains(&partition) => {
+                at_end.push(partition);
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(error)) => counters.error(format!("consumer: {error}")),
             None => {}
         }
@@ -456,6 +494,19 @@ mod tests {
         assert_ne!(a, noise(1000, 2));
         assert_eq!(a, noise(1000, 1));
         assert_eq!(noise(3, 0).len(), 3);
+    }
+
+    #[test]
+    fn a_debug_client_setting_lets_librdkafka_debug_lines_through() {
+        let options = |settings: Vec<(String, String)>| ClientOptions {
+            bootstrap: "127.0.0.1:1".into(),
+            settings,
+        };
+        let debug = options(vec![("debug".into(), "eos".into())]).config(&[]);
+        assert!(matches!(debug.log_level, RDKafkaLogLevel::Debug));
+        assert_eq!(debug.get("debug"), Some("eos"));
+        let quiet = options(vec![("linger.ms".into(), "0".into())]).config(&[]);
+        assert!(matches!(quiet.log_level, RDKafkaLogLevel::Error));
     }
 
     #[test]

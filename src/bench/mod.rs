@@ -3,7 +3,8 @@
 //! reported beside what the machine can do.
 //!
 //! Subcommands: `produce`, `consume`, `e2e` (one workload each), `ceilings` (the machine only),
-//! `groups` (the group coordinator, see [`groups`]) and `suite` (the whole set the benchmark
+//! `groups` (the group coordinator, see [`groups`]), `transactions` (transactional producers,
+//! see [`transactions`]) and `suite` (the whole set the benchmark
 //! report uses: ceilings, produce acks=1, produce acks=all, consume of the acks=1 data, e2e at
 //! 20 MB/s acks=all). A run either targets a broker
 //! already running (`--bootstrap`, and `--broker-pid` for its CPU) or starts one
@@ -23,6 +24,7 @@ pub mod metrics_scrape;
 pub mod progress;
 pub mod rate;
 pub mod report;
+pub mod transactions;
 pub mod units;
 
 #[cfg(feature = "bench")]
@@ -55,6 +57,9 @@ pub enum BenchCommand {
     /// The group coordinator: a group of N members joining, rebalancing for one more member, and
     /// committing offsets (lean protocol-level members, no librdkafka).
     Groups(Box<groups::GroupsArgs>),
+    /// Transactional producers: begin, N records, commit in a loop; committed transactions per
+    /// second and begin → commit latency.
+    Transactions(Box<transactions::TransactionsArgs>),
 }
 
 /// Which broker to load, and how to see its CPU.
@@ -211,6 +216,29 @@ pub struct ProduceArgs {
     /// 0, 1 or all.
     #[arg(long, value_parser = parse_acks, default_value = "1")]
     pub acks: Acks,
+    /// librdkafka enable.idempotence (needs --acks all).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub idempotence: bool,
+}
+
+/// Consumer isolation level (librdkafka `isolation.level`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the high watermark, aborted records included.
+    #[value(name = "read_uncommitted", alias = "read-uncommitted")]
+    ReadUncommitted,
+    /// Up to the last stable offset, aborted records filtered out.
+    #[value(name = "read_committed", alias = "read-committed")]
+    ReadCommitted,
+}
+
+impl Isolation {
+    pub fn client_value(self) -> &'static str {
+        match self {
+            Isolation::ReadUncommitted => "read_uncommitted",
+            Isolation::ReadCommitted => "read_committed",
+        }
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -236,6 +264,13 @@ pub struct ConsumeArgs {
     /// Record size of --preload.
     #[arg(long, value_parser = parse_bytes, default_value = "1KiB")]
     pub record_size: u64,
+    /// Preload with a transactional producer committing every this many records (instead of
+    /// plain acks=1 records).
+    #[arg(long, requires = "preload", value_parser = clap::value_parser!(u64).range(1..))]
+    pub preload_records_per_txn: Option<u64>,
+    /// Isolation level of the consumers.
+    #[arg(long, value_enum, default_value_t = Isolation::ReadUncommitted)]
+    pub isolation: Isolation,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -459,6 +494,49 @@ mod tests {
         assert!(parse(&["produce", "--records", "10", "--duration", "5s"]).is_err());
         assert!(parse(&["produce", "--acks", "2"]).is_err());
         assert!(parse(&["produce", "--rate", "fast"]).is_err());
+    }
+
+    #[test]
+    fn idempotence_and_isolation_options() {
+        let BenchCommand::Produce(args) = parse(&["produce"]).unwrap() else {
+            panic!("not produce")
+        };
+        assert!(!args.idempotence);
+        let BenchCommand::Produce(args) =
+            parse(&["produce", "--acks", "all", "--idempotence", "true"]).unwrap()
+        else {
+            panic!("not produce")
+        };
+        assert!(args.idempotence);
+        assert!(parse(&["produce", "--idempotence", "maybe"]).is_err());
+        let BenchCommand::Consume(args) = parse(&["consume"]).unwrap() else {
+            panic!("not consume")
+        };
+        assert_eq!(args.isolation, Isolation::ReadUncommitted);
+        assert_eq!(args.preload_records_per_txn, None);
+        let BenchCommand::Consume(args) = parse(&[
+            "consume",
+            "--isolation",
+            "read_committed",
+            "--preload",
+            "1GB",
+            "--preload-records-per-txn",
+            "100",
+        ])
+        .unwrap() else {
+            panic!("not consume")
+        };
+        assert_eq!(args.isolation.client_value(), "read_committed");
+        assert_eq!(args.preload_records_per_txn, Some(100));
+        assert!(parse(&["consume", "--preload-records-per-txn", "100"]).is_err());
+        assert!(parse(&[
+            "consume",
+            "--preload",
+            "1MB",
+            "--preload-records-per-txn",
+            "0"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub enum Goal {
     Duration(Duration),
 }
 
-struct Snapshot {
+pub(super) struct Snapshot {
     at: Instant,
     records: u64,
     bytes: u64,
@@ -55,7 +55,7 @@ struct Snapshot {
 }
 
 impl Probes {
-    fn snapshot(&self, live: &LiveCounters) -> Snapshot {
+    pub(super) fn snapshot(&self, live: &LiveCounters) -> Snapshot {
         let (records, bytes) = live.load();
         Snapshot {
             at: Instant::now(),
@@ -72,19 +72,24 @@ impl Probes {
 }
 
 /// The parts of a result that are not read from the snapshots.
-struct PhaseFacts {
-    name: String,
-    kind: PhaseKind,
-    acks: Option<Acks>,
-    topic: String,
-    latency: Histogram<u64>,
-    ack_latency: Option<Histogram<u64>>,
-    errors: u64,
-    settings: Vec<(&'static str, String)>,
-    notes: Vec<String>,
+pub(super) struct PhaseFacts {
+    pub(super) name: String,
+    pub(super) kind: PhaseKind,
+    pub(super) acks: Option<Acks>,
+    pub(super) topic: String,
+    pub(super) latency: Histogram<u64>,
+    pub(super) ack_latency: Option<Histogram<u64>>,
+    pub(super) errors: u64,
+    pub(super) settings: Vec<(&'static str, String)>,
+    pub(super) notes: Vec<String>,
 }
 
-fn result(facts: PhaseFacts, probes: &Probes, a: &Snapshot, b: &Snapshot) -> PhaseResult {
+pub(super) fn result(
+    facts: PhaseFacts,
+    probes: &Probes,
+    a: &Snapshot,
+    b: &Snapshot,
+) -> PhaseResult {
     let seconds = b.at.duration_since(a.at).as_secs_f64();
     let records = b.records - a.records;
     let bytes = b.bytes - a.bytes;
@@ -144,6 +149,7 @@ fn result(facts: PhaseFacts, probes: &Probes, a: &Snapshot, b: &Snapshot) -> Pha
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+        transactions: None,
         notes,
     }
 }
@@ -160,7 +166,7 @@ fn sleep_until(deadline: Instant, threads: &[JoinHandle<Result<Histogram<u64>, S
 }
 
 /// Joins threads and merges their histograms; the first error wins.
-fn join_merge(
+pub(super) fn join_merge(
     threads: Vec<JoinHandle<Result<Histogram<u64>, String>>>,
 ) -> Result<Histogram<u64>, String> {
     let mut merged = latency_histogram();
@@ -292,12 +298,12 @@ pub fn produce(
     Ok(result(facts, probes, &a, &b))
 }
 
-type Threads = Vec<JoinHandle<Result<Histogram<u64>, String>>>;
+pub(super) type Threads = Vec<JoinHandle<Result<Histogram<u64>, String>>>;
 
 /// Waits out the warm-up and the goal. Returns the window's start snapshot (`None`: take the
 /// one from before the threads started), its end snapshot (`None` for a record goal: taken
 /// after the threads are joined, so the final flush counts), and the threads.
-fn measure_window(
+pub(super) fn measure_window(
     probes: &Probes,
     live: &LiveCounters,
     started: Instant,
@@ -325,7 +331,12 @@ fn measure_window(
     }
 }
 
-fn progress_for(name: &str, goal: Goal, warmup: Duration, live: &Arc<LiveCounters>) -> Progress {
+pub(super) fn progress_for(
+    name: &str,
+    goal: Goal,
+    warmup: Duration,
+    live: &Arc<LiveCounters>,
+) -> Progress {
     let progress_goal = match goal {
         Goal::Records(n) => ProgressGoal::Records(n),
         Goal::Duration(d) => ProgressGoal::Duration(d + warmup),
@@ -398,6 +409,7 @@ pub fn consume(
                 assignment,
                 settings: workload.settings.clone(),
                 records,
+                until_end: workload.goal.is_none(),
                 e2e_from_unix_nanos: None,
             }
         })
@@ -478,6 +490,7 @@ pub fn e2e(
                     .collect(),
                 settings: workload.consumer_settings.clone(),
                 records: None,
+                until_end: false,
                 e2e_from_unix_nanos: Some(e2e_from.clone()),
             };
             let (client, live, stop) = (client.clone(), consumed.clone(), consumer_stop.clone());

@@ -55,6 +55,18 @@ pub enum PhaseKind {
     Produce,
     Consume,
     E2e,
+    /// Transactional produce: begin, N records, commit (see `bench::transactions`).
+    Transactions,
+}
+
+/// The transactions of a transactional phase, over its measurement window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TransactionFigures {
+    pub records_per_transaction: u64,
+    pub committed: u64,
+    pub aborted: u64,
+    pub committed_per_second: f64,
+    pub aborted_per_second: f64,
 }
 
 /// Everything measured in one phase, over its measurement window (after warm-up).
@@ -85,6 +97,9 @@ pub struct PhaseResult {
     pub broker_counters: Option<BrokerCounters>,
     /// The librdkafka settings used.
     pub client_settings: Vec<(String, String)>,
+    /// Transactional phases only; `latency` is then begin → commit returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<TransactionFigures>,
     pub notes: Vec<String>,
 }
 
@@ -232,6 +247,12 @@ pub fn medians(runs: &[RunReport]) -> Vec<MedianFigure> {
             let n = &phase.name;
             push(format!("{n}: MB/s"), Some(phase.mb_per_second));
             push(format!("{n}: records/s"), Some(phase.records_per_second));
+            if let Some(t) = &phase.transactions {
+                push(
+                    format!("{n}: committed txn/s"),
+                    Some(t.committed_per_second),
+                );
+            }
             if let Some(l) = &phase.latency {
                 push(format!("{n}: p50 ms"), Some(l.p50_us / 1e3));
                 push(format!("{n}: p99 ms"), Some(l.p99_us / 1e3));
@@ -342,6 +363,14 @@ pub fn render_phases(phases: &[PhaseResult]) -> String {
         if let Some(counters) = &p.broker_counters {
             let _ = writeln!(out, "  {}: broker {}", p.name, counters.describe(p.seconds));
         }
+        if let Some(t) = &p.transactions {
+            let _ = writeln!(
+                out,
+                "  {}: {:.1} committed txn/s ({} committed, {} aborted, {} records each); \
+                 latency = begin → commit returned",
+                p.name, t.committed_per_second, t.committed, t.aborted, t.records_per_transaction
+            );
+        }
         if p.errors > 0 {
             let _ = writeln!(out, "  {}: {} errors", p.name, p.errors);
         }
@@ -434,6 +463,7 @@ mod tests {
             machine_busy_share: 0.5,
             broker_counters: None,
             client_settings: Vec::new(),
+            transactions: None,
             notes: Vec::new(),
         }
     }

@@ -13,6 +13,7 @@ use super::{
     machine, BenchCommand, BrokerArgs, ConsumeArgs, E2eArgs, LoadArgs, Partitioning, ProduceArgs,
     ReportArgs, SuiteArgs, TopicArgs,
 };
+use super::{transactions, Isolation};
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(20);
 const DEFAULT_E2E_DURATION: Duration = Duration::from_secs(30);
@@ -32,6 +33,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Consume(a) => (&a.broker, &a.report),
         BenchCommand::E2e(a) => (&a.broker, &a.report),
         BenchCommand::Suite(a) => (&a.broker, &a.report),
+        BenchCommand::Transactions(a) => (&a.broker, &a.report),
         BenchCommand::Ceilings(_) | BenchCommand::Groups(_) => {
             unreachable!("ceilings and groups run without a session")
         }
@@ -91,6 +93,9 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             BenchCommand::Consume(a) => keep(consume_command(&context, a)).into_iter().collect(),
             BenchCommand::E2e(a) => keep(e2e_command(&context, a)).into_iter().collect(),
             BenchCommand::Suite(a) => suite(&context, a, repeat, &mut keep),
+            BenchCommand::Transactions(a) => keep(transactions_command(&context, a))
+                .into_iter()
+                .collect(),
             BenchCommand::Ceilings(_) | BenchCommand::Groups(_) => unreachable!(),
         };
         let targets = ceilings
@@ -222,6 +227,9 @@ fn goal(load: &LoadArgs, default: Duration) -> Goal {
 }
 
 fn produce_command(context: &Context, args: &ProduceArgs) -> Result<PhaseResult, String> {
+    if args.idempotence && args.acks != Acks::All {
+        return Err("--idempotence true needs --acks all (librdkafka refuses it otherwise)".into());
+    }
     let topic = &args.topic.topic;
     client::ensure_topic(
         &context.client,
@@ -241,6 +249,14 @@ fn produce_command(context: &Context, args: &ProduceArgs) -> Result<PhaseResult,
         },
         goal(&args.load, DEFAULT_DURATION),
     );
+    let mut workload = workload;
+    workload
+        .producer
+        .settings
+        .push(("enable.idempotence", args.idempotence.to_string()));
+    if args.idempotence {
+        workload.name = format!("produce {} idempotent", args.acks);
+    }
     phases::produce(&context.client, &context.probes, &workload)
 }
 
@@ -249,19 +265,40 @@ fn consume_workload(
     topic: &TopicArgs,
     consumers: usize,
     goal: Option<Goal>,
+    isolation: Isolation,
 ) -> ConsumeWorkload {
     ConsumeWorkload {
         name: name.to_string(),
         topic: topic.topic.clone(),
         partitions: topic.partitions,
         consumers,
-        settings: Vec::new(),
+        settings: vec![("isolation.level", isolation.client_value().to_string())],
         goal,
     }
 }
 
 fn consume_command(context: &Context, args: &ConsumeArgs) -> Result<PhaseResult, String> {
-    if let Some(bytes) = args.preload {
+    if let (Some(bytes), Some(per_txn)) = (args.preload, args.preload_records_per_txn) {
+        client::ensure_topic(
+            &context.client,
+            &args.topic.topic,
+            args.topic.partitions,
+            &args.topic.topic_configs,
+        )?;
+        let done = transactions::preload(
+            &context.client,
+            &context.probes,
+            &args.topic.topic,
+            args.topic.partitions,
+            bytes / args.record_size.max(1),
+            args.record_size as usize,
+            per_txn,
+        )?;
+        println!(
+            "preloaded {} records in transactions of {per_txn} ({:.1} MB/s)",
+            done.records, done.mb_per_second
+        );
+    } else if let Some(bytes) = args.preload {
         client::ensure_topic(
             &context.client,
             &args.topic.topic,
@@ -304,7 +341,8 @@ fn consume_command(context: &Context, args: &ConsumeArgs) -> Result<PhaseResult,
         (None, Some(d)) => Some(Goal::Duration(d)),
         (None, None) => None,
     };
-    let workload = consume_workload("consume", &args.topic, args.consumers, goal);
+    let name = format!("consume {}", args.isolation.client_value());
+    let workload = consume_workload(&name, &args.topic, args.consumers, goal, args.isolation);
     phases::consume(&context.client, &context.probes, &workload)
 }
 
@@ -407,7 +445,14 @@ fn suite(
     }
     let mut consume_topic = args.topic.clone();
     consume_topic.topic = leader_topic.clone();
-    let consume = consume_workload("consume", &consume_topic, args.consumers, None);
+    // librdkafka's default isolation, what the suite has always measured.
+    let consume = consume_workload(
+        "consume",
+        &consume_topic,
+        args.consumers,
+        None,
+        Isolation::ReadCommitted,
+    );
     results.extend(keep(phases::consume(
         &context.client,
         &context.probes,
@@ -438,4 +483,37 @@ fn suite(
         }
     }
     results
+}
+
+fn transactions_command(
+    context: &Context,
+    args: &transactions::TransactionsArgs,
+) -> Result<PhaseResult, String> {
+    let topic = &args.topic.topic;
+    client::ensure_topic(
+        &context.client,
+        topic,
+        args.topic.partitions,
+        &args.topic.topic_configs,
+    )?;
+    let goal = match (args.transactions, args.duration) {
+        (Some(n), _) => Goal::Records(n.saturating_mul(args.records_per_txn)),
+        (None, Some(duration)) => Goal::Duration(duration),
+        (None, None) => Goal::Duration(DEFAULT_DURATION),
+    };
+    let workload = transactions::TxnWorkload {
+        name: format!("txn×{}", args.records_per_txn),
+        topic: topic.clone(),
+        partitions: args.topic.partitions,
+        record_bytes: args.record_size as usize,
+        records_per_txn: args.records_per_txn,
+        producers: args.producers as usize,
+        goal,
+        warmup: args.warmup,
+        abort_every: args.abort_every,
+        linger_ms: args.linger_ms,
+        transaction_timeout_ms: args.transaction_timeout_ms,
+        round_robin: args.partitioning == Partitioning::RoundRobin,
+    };
+    transactions::run_phase(&context.client, &context.probes, &workload)
 }
