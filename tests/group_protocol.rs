@@ -151,10 +151,10 @@ fn kafka_python_versions_run_a_group_and_its_offsets_end_to_end() {
             ..Default::default()
         },
     );
-    assert_eq!(
-        txn.coordinators[0].error_code,
-        ErrorCode::CoordinatorNotAvailable.code()
-    );
+    // Transactional ids have a coordinator too (this broker; `__transaction_state` is created).
+    assert_eq!(txn.coordinators[0].error_code, 0);
+    assert_eq!(txn.coordinators[0].key, "tx");
+    assert_eq!(txn.coordinators[0].port as u16, broker.port);
 
     // __consumer_offsets exists now: internal, compacted, and not deletable.
     let metadata: MetadataResponse = raw.request(
