@@ -731,7 +731,7 @@ fn weir_transactions_list_and_describe_show_the_open_transaction() {
 fn idle_transactional_ids_expire_and_stay_gone_after_a_restart() {
     let mut settings = SETTINGS.to_vec();
     settings.extend([
-        "transactional.id.expiration.ms=1500",
+        "transactional.id.expiration.ms=4000",
         "transaction.remove.expired.transaction.cleanup.interval.ms=200",
     ]);
     let mut broker = Broker::start(&settings);
