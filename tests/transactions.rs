@@ -936,3 +936,147 @@ fn coordinator_errors_on_the_wire() {
         ErrorCode::TransactionalIdNotFound.code()
     );
 }
+
+/// TxnOffsetCommit offsets are pending until the COMMIT marker: OffsetFetch with require_stable
+/// answers UNSTABLE_OFFSET_COMMIT meanwhile, and the offset appears once the transaction ends.
+#[test]
+fn transactional_offsets_are_unstable_until_the_commit() {
+    use weir::protocol::error::ErrorCode;
+    let broker = Broker::start(SETTINGS);
+    create_topic(&broker, "src", 1, &[]);
+    let mut raw = Raw::connect(&broker);
+    for key_type in [0, 1] {
+        let _: FindCoordinatorResponse = raw.request(
+            10,
+            3,
+            &FindCoordinatorRequest {
+                key: if key_type == 0 {
+                    "g1".into()
+                } else {
+                    "tx-offsets".into()
+                },
+                key_type,
+                ..Default::default()
+            },
+        );
+    }
+    let init: InitProducerIdResponse = retry(&mut raw, |raw| {
+        let r: InitProducerIdResponse = raw.request(
+            22,
+            4,
+            &InitProducerIdRequest {
+                transactional_id: Some("tx-offsets".into()),
+                transaction_timeout_ms: 60_000,
+                producer_id: -1,
+                producer_epoch: -1,
+                ..Default::default()
+            },
+        );
+        (r.error_code, r)
+    });
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id, init.producer_epoch);
+    let code = retry(&mut raw, |raw| {
+        let r: AddOffsetsToTxnResponse = raw.request(
+            25,
+            1,
+            &AddOffsetsToTxnRequest {
+                transactional_id: "tx-offsets".into(),
+                producer_id: pid,
+                producer_epoch: epoch,
+                group_id: "g1".into(),
+                ..Default::default()
+            },
+        );
+        (r.error_code, r.error_code)
+    });
+    assert_eq!(code, 0);
+    let commit = |raw: &mut Raw| -> (i16, i16) {
+        let r: TxnOffsetCommitResponse = raw.request(
+            28,
+            3,
+            &TxnOffsetCommitRequest {
+                transactional_id: "tx-offsets".into(),
+                group_id: "g1".into(),
+                producer_id: pid,
+                producer_epoch: epoch,
+                generation_id: -1,
+                topics: vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic {
+                    name: "src".into(),
+                    partitions: vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition {
+                        partition_index: 0,
+                        committed_offset: 42,
+                        committed_leader_epoch: -1,
+                        committed_metadata: Some("m".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        let code = r.topics[0].partitions[0].error_code;
+        (code, code)
+    };
+    assert_eq!(retry(&mut raw, commit), 0);
+    let fetch = |raw: &mut Raw, stable: bool| -> (i16, i64) {
+        let r: OffsetFetchResponse = raw.request(
+            9,
+            7,
+            &OffsetFetchRequest {
+                group_id: "g1".into(),
+                topics: Some(vec![offset_fetch_request::OffsetFetchRequestTopic {
+                    name: "src".into(),
+                    partition_indexes: vec![0],
+                    ..Default::default()
+                }]),
+                require_stable: stable,
+                ..Default::default()
+            },
+        );
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.committed_offset)
+    };
+    assert_eq!(
+        fetch(&mut raw, true),
+        (ErrorCode::UnstableOffsetCommit.code(), -1),
+        "a transaction holds the offset"
+    );
+    assert_eq!(fetch(&mut raw, false), (0, -1), "nothing committed yet");
+    let ended: EndTxnResponse = raw.request(
+        26,
+        3,
+        &EndTxnRequest {
+            transactional_id: "tx-offsets".into(),
+            producer_id: pid,
+            producer_epoch: epoch,
+            committed: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(ended.error_code, 0);
+    wait_for_state(&broker, "tx-offsets", "CompleteCommit");
+    assert_eq!(
+        fetch(&mut raw, true),
+        (0, 42),
+        "committed with the transaction"
+    );
+}
+
+/// Repeats `send` while the coordinator is being created or loaded; its last answer.
+fn retry<T>(raw: &mut Raw, mut send: impl FnMut(&mut Raw) -> (i16, T)) -> T {
+    use weir::protocol::error::ErrorCode;
+    let retriable = [
+        ErrorCode::CoordinatorLoadInProgress.code(),
+        ErrorCode::NotCoordinator.code(),
+        ErrorCode::CoordinatorNotAvailable.code(),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, answer) = send(raw);
+        if !retriable.contains(&code) || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

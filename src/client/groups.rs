@@ -154,10 +154,9 @@ impl Client {
         }
     }
 
-    /// Every group the cluster knows, optionally only those in `states` (ListGroups v4+),
-    /// sorted by id. Asks every broker, as groups live on their coordinators.
-    pub fn list_groups(&mut self, states: &[String]) -> Result<Vec<ListedGroup>, ClientError> {
-        let key = ApiKey::ListGroups;
+    /// The node ids of every broker (ListGroups, ListTransactions: each broker answers for the
+    /// keys it coordinates); the bootstrap connection (-1) when metadata lists none.
+    pub(crate) fn every_broker(&mut self) -> Result<Vec<i32>, ClientError> {
         let mut nodes: Vec<i32> = self
             .metadata(Some(&[]), false)?
             .brokers
@@ -167,8 +166,15 @@ impl Client {
         if nodes.is_empty() {
             nodes.push(-1);
         }
+        Ok(nodes)
+    }
+
+    /// Every group the cluster knows, optionally only those in `states` (ListGroups v4+),
+    /// sorted by id. Asks every broker, as groups live on their coordinators.
+    pub fn list_groups(&mut self, states: &[String]) -> Result<Vec<ListedGroup>, ClientError> {
+        let key = ApiKey::ListGroups;
         let mut groups = BTreeMap::new();
-        for node in nodes {
+        for node in self.every_broker()? {
             let connection = self.broker(node)?;
             let version = connection.version(key)?;
             let request = ListGroupsRequest {

@@ -53,17 +53,8 @@ impl Client {
         filter: &TransactionFilter,
     ) -> Result<Vec<ListedTransaction>, ClientError> {
         let key = ApiKey::ListTransactions;
-        let mut nodes: Vec<i32> = self
-            .metadata(Some(&[]), false)?
-            .brokers
-            .iter()
-            .map(|b| b.node_id)
-            .collect();
-        if nodes.is_empty() {
-            nodes.push(-1);
-        }
         let mut listed = BTreeMap::new();
-        for node in nodes {
+        for node in self.every_broker()? {
             let connection = self.broker(node)?;
             let version = connection.version(key)?;
             if filter.min_duration_ms.is_some() && version < 1 {

@@ -118,10 +118,8 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
                 error_message: Some(
                     match code {
                         ErrorCode::InvalidRequest => "unknown coordinator key type",
-                        ErrorCode::CoordinatorNotAvailable
-                            if body.key_type == KEY_TYPE_TRANSACTION =>
-                        {
-                            "transactions are not supported yet"
+                        _ if body.key_type == KEY_TYPE_TRANSACTION => {
+                            "the transaction coordinator is not available"
                         }
                         _ => "the group coordinator is not available",
                     }

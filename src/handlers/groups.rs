@@ -66,3 +66,57 @@ pub async fn run_parked(
     shard.groups.forget_if_unused(group);
     reply.await.map_err(|_| ErrorCode::CoordinatorNotAvailable)
 }
+
+/// One partition of an OffsetCommit or TxnOffsetCommit: the offset to write, or why not
+/// (UNKNOWN_TOPIC_OR_PARTITION, OFFSET_METADATA_TOO_LARGE beyond `offset.metadata.max.bytes`).
+#[allow(clippy::too_many_arguments)]
+pub fn commit_item(
+    image: &crate::metadata::MetadataImage,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&String>,
+    max_metadata: usize,
+    now_ms: i64,
+    expire_timestamp_ms: Option<i64>,
+) -> Result<crate::coordinator::group::CommittedOffset, ErrorCode> {
+    let known = image
+        .topic(topic)
+        .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len());
+    let metadata = metadata.cloned().unwrap_or_default();
+    if !known {
+        Err(ErrorCode::UnknownTopicOrPartition)
+    } else if metadata.len() > max_metadata {
+        Err(ErrorCode::OffsetMetadataTooLarge)
+    } else {
+        Ok(crate::coordinator::group::CommittedOffset {
+            offset,
+            leader_epoch,
+            metadata,
+            commit_timestamp_ms: now_ms,
+            expire_timestamp_ms,
+        })
+    }
+}
+
+/// The error of each committed partition, grouped by topic in request order: each partition's
+/// own refusal, else the outcome of the write.
+pub fn commit_results<T>(
+    items: Vec<(String, i32, Result<T, ErrorCode>)>,
+    written: Result<(), ErrorCode>,
+) -> Vec<(String, Vec<(i32, ErrorCode)>)> {
+    let mut topics: Vec<(String, Vec<(i32, ErrorCode)>)> = Vec::new();
+    for (topic, partition, item) in items {
+        let error = match (&item, written) {
+            (Err(code), _) => *code,
+            (Ok(_), Err(code)) => code,
+            (Ok(_), Ok(())) => ErrorCode::None,
+        };
+        match topics.last_mut() {
+            Some((last, partitions)) if *last == topic => partitions.push((partition, error)),
+            _ => topics.push((topic, vec![(partition, error)])),
+        }
+    }
+    topics
+}

@@ -36,24 +36,18 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
         .then(|| now.saturating_add(body.retention_time_ms));
     let mut items: Vec<Item> = Vec::new();
     for topic in &body.topics {
-        let known = image.topic(&topic.name);
         for p in &topic.partitions {
-            let metadata = p.committed_metadata.clone().unwrap_or_default();
-            let outcome = if !known.is_some_and(|t| {
-                p.partition_index >= 0 && (p.partition_index as usize) < t.partitions.len()
-            }) {
-                Err(ErrorCode::UnknownTopicOrPartition)
-            } else if metadata.len() > max_metadata {
-                Err(ErrorCode::OffsetMetadataTooLarge)
-            } else {
-                Ok(CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata,
-                    commit_timestamp_ms: now,
-                    expire_timestamp_ms: expire,
-                })
-            };
+            let outcome = super::groups::commit_item(
+                &image,
+                &topic.name,
+                p.partition_index,
+                p.committed_offset,
+                p.committed_leader_epoch,
+                p.committed_metadata.as_ref(),
+                max_metadata,
+                now,
+                expire,
+            );
             items.push((topic.name.clone(), p.partition_index, outcome));
         }
     }
@@ -107,29 +101,21 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
         })
         .await
     };
-    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-    for (topic, partition, item) in items {
-        let error = match (&item, outcome) {
-            (Err(code), _) => *code,
-            (Ok(_), Err(code)) => code,
-            (Ok(_), Ok(())) => ErrorCode::None,
-        };
-        let entry = match topics.last_mut() {
-            Some(last) if last.name == topic => last,
-            _ => {
-                topics.push(OffsetCommitResponseTopic {
-                    name: topic,
+    let topics = super::groups::commit_results(items, outcome)
+        .into_iter()
+        .map(|(name, partitions)| OffsetCommitResponseTopic {
+            name,
+            partitions: partitions
+                .into_iter()
+                .map(|(partition_index, error)| OffsetCommitResponsePartition {
+                    partition_index,
+                    error_code: error.code(),
                     ..Default::default()
-                });
-                topics.last_mut().expect("pushed")
-            }
-        };
-        entry.partitions.push(OffsetCommitResponsePartition {
-            partition_index: partition,
-            error_code: error.code(),
+                })
+                .collect(),
             ..Default::default()
-        });
-    }
+        })
+        .collect();
     request.respond(&OffsetCommitResponse {
         topics,
         ..Default::default()

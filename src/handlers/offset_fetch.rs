@@ -1,7 +1,8 @@
 //! OffsetFetch (key 9), versions 1-9: committed offsets (offset, leader epoch, metadata; -1
 //! when nothing is committed) of listed partitions or, with null topics (v2+), of every
-//! partition the group committed. v8+ asks for several groups at once. `require_stable` is
-//! answered as stable: there are no pending transactional commits until transactions exist.
+//! partition the group committed. v8+ asks for several groups at once. With `require_stable`
+//! (v7+), a partition whose offset a transaction has written but not yet committed answers
+//! UNSTABLE_OFFSET_COMMIT (retriable) with no offset.
 //! v9 carries a consumer-protocol member's id and epoch, checked as Kafka does.
 
 use std::rc::Rc;
@@ -42,8 +43,13 @@ async fn fetch(
             consumer.validate_offset_fetch(member_id.as_deref(), epoch)?;
         }
         let found = store.groups.get(&group);
+        let pending = if require_stable {
+            store.pending_offsets_of(&group)
+        } else {
+            Default::default()
+        };
         let unstable = |topic: &str, partition: i32| {
-            if require_stable && store.has_pending_offset(&group, topic, partition) {
+            if pending.contains(&(topic.to_string(), partition)) {
                 ErrorCode::UnstableOffsetCommit
             } else {
                 ErrorCode::None

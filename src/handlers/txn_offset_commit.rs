@@ -35,24 +35,18 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
     let max_metadata = shard.broker.offset_metadata_max_bytes();
     let mut items: Vec<Item> = Vec::new();
     for topic in &body.topics {
-        let known = image.topic(&topic.name);
         for p in &topic.partitions {
-            let metadata = p.committed_metadata.clone().unwrap_or_default();
-            let outcome = if !known.is_some_and(|t| {
-                p.partition_index >= 0 && (p.partition_index as usize) < t.partitions.len()
-            }) {
-                Err(ErrorCode::UnknownTopicOrPartition)
-            } else if metadata.len() > max_metadata {
-                Err(ErrorCode::OffsetMetadataTooLarge)
-            } else {
-                Ok(CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata,
-                    commit_timestamp_ms: now,
-                    expire_timestamp_ms: None,
-                })
-            };
+            let outcome = super::groups::commit_item(
+                &image,
+                &topic.name,
+                p.partition_index,
+                p.committed_offset,
+                p.committed_leader_epoch,
+                p.committed_metadata.as_ref(),
+                max_metadata,
+                now,
+                None,
+            );
             items.push((topic.name.clone(), p.partition_index, outcome));
         }
     }
@@ -100,29 +94,23 @@ pub async fn handle(request: Request) -> Result<Reply, HandlerError> {
         })
         .await
     };
-    let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
-    for (topic, partition, item) in items {
-        let error = match (&item, outcome) {
-            (Err(code), _) => *code,
-            (Ok(_), Err(code)) => code,
-            (Ok(_), Ok(())) => ErrorCode::None,
-        };
-        let entry = match topics.last_mut() {
-            Some(last) if last.name == topic => last,
-            _ => {
-                topics.push(TxnOffsetCommitResponseTopic {
-                    name: topic,
-                    ..Default::default()
-                });
-                topics.last_mut().expect("pushed")
-            }
-        };
-        entry.partitions.push(TxnOffsetCommitResponsePartition {
-            partition_index: partition,
-            error_code: error.code(),
+    let topics = super::groups::commit_results(items, outcome)
+        .into_iter()
+        .map(|(name, partitions)| TxnOffsetCommitResponseTopic {
+            name,
+            partitions: partitions
+                .into_iter()
+                .map(
+                    |(partition_index, error)| TxnOffsetCommitResponsePartition {
+                        partition_index,
+                        error_code: error.code(),
+                        ..Default::default()
+                    },
+                )
+                .collect(),
             ..Default::default()
-        });
-    }
+        })
+        .collect();
     request.respond(&TxnOffsetCommitResponse {
         topics,
         ..Default::default()
@@ -148,7 +136,7 @@ async fn write_pending(
         builder.append(now, Some(&key), value.as_deref(), &[]);
     }
     let batch = builder.build().map_err(|_| ErrorCode::UnknownServerError)?;
-    group_coordinator::append_coordinator_batch(
+    group_coordinator::append_batch(
         shard,
         OFFSETS_TOPIC,
         index,

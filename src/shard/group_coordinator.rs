@@ -35,19 +35,13 @@ pub type Waiter = oneshot::Sender<GroupReply>;
 /// How often group timers are checked.
 pub const TICK: Duration = Duration::from_millis(100);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Load {
-    Loading,
-    Loaded,
-}
-
 pub struct ShardGroups {
     pub config: GroupConfig,
     pub store: RefCell<GroupStore<Waiter>>,
     pub consumer_config: crate::coordinator::consumer_group::ConsumerGroupConfig,
     /// Target assignments computed per consumer-protocol group (its rebalances).
     pub consumer_rebalances: RefCell<BTreeMap<String, u64>>,
-    partitions: RefCell<BTreeMap<i32, Load>>,
+    pub partitions: super::coordinator_load::CoordinatorPartitions,
 }
 
 impl ShardGroups {
@@ -63,25 +57,18 @@ impl ShardGroups {
             store: RefCell::new(GroupStore::default()),
             consumer_config: super::consumer_groups::config(broker),
             consumer_rebalances: RefCell::new(BTreeMap::new()),
-            partitions: RefCell::new(BTreeMap::new()),
+            partitions: Default::default(),
         }
     }
 
     /// Whether this shard coordinates `partition` of the offsets topic and has loaded it.
     pub fn check_partition(&self, partition: i32) -> Result<(), ErrorCode> {
-        match self.partitions.borrow().get(&partition) {
-            Some(Load::Loaded) => Ok(()),
-            Some(Load::Loading) => Err(ErrorCode::CoordinatorLoadInProgress),
-            None => Err(ErrorCode::NotCoordinator),
-        }
+        self.partitions.check(partition)
     }
 
     /// Whether some offsets partition of this shard is still loading.
     pub fn loading(&self) -> bool {
-        self.partitions
-            .borrow()
-            .values()
-            .any(|l| *l == Load::Loading)
+        self.partitions.loading()
     }
 
     /// Runs `f` on the group if it exists.
@@ -210,8 +197,8 @@ fn persisted(shard: &Rc<Shard>, group: &str, after: AfterPersist, error: Option<
     apply_effects(shard, group, fx);
 }
 
-/// Kafka's mapping of append errors for group metadata writes.
-fn store_error(error: ErrorCode) -> ErrorCode {
+/// Kafka's mapping of append errors for coordinator writes (group metadata, transaction log).
+pub fn store_error(error: ErrorCode) -> ErrorCode {
     match error {
         ErrorCode::UnknownTopicOrPartition
         | ErrorCode::NotEnoughReplicas
@@ -283,27 +270,10 @@ pub async fn append_to_partition(
     append_batch(shard, topic, index, batch, timeout).await
 }
 
-/// Appends a built batch to a partition of this shard and waits until it is durable.
+/// Appends a batch a coordinator built to a partition of this shard and waits until it is
+/// durable. Coordinator origin: a producer's batch (TxnOffsetCommit) has its epoch checked and
+/// its transaction tracked, but not its sequence, as Kafka's `AppendOrigin.COORDINATOR`.
 pub async fn append_batch(
-    shard: &Rc<Shard>,
-    topic: &str,
-    index: i32,
-    batch: bytes::Bytes,
-    timeout: Duration,
-) -> Result<(), ErrorCode> {
-    let Some(partition) = shard.partition(topic, index) else {
-        return Err(ErrorCode::NotLeaderOrFollower);
-    };
-    let appended = partition
-        .append(Some(batch), &shard.flusher)
-        .await
-        .map_err(|e| e.code)?;
-    wait_durable(&partition, appended.last_offset, timeout).await
-}
-
-/// Appends a batch a coordinator wrote for a producer (TxnOffsetCommit): the producer's epoch
-/// is checked and its transaction tracked, but not its sequence (Kafka's coordinator origin).
-pub async fn append_coordinator_batch(
     shard: &Rc<Shard>,
     topic: &str,
     index: i32,
@@ -381,22 +351,11 @@ pub async fn write_and_apply(
 /// Starts loading the offsets partitions this shard newly owns. Called after every metadata
 /// change.
 pub fn on_metadata(shard: &Rc<Shard>, image: &MetadataImage) {
-    let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-        return;
-    };
-    for partition in &topic.partitions {
-        let index = partition.index;
-        if shard.owner_of(OFFSETS_TOPIC, index) != shard.id
-            || shard.groups.partitions.borrow().contains_key(&index)
-            || shard.partition(OFFSETS_TOPIC, index).is_none()
-        {
-            continue;
-        }
-        shard
-            .groups
-            .partitions
-            .borrow_mut()
-            .insert(index, Load::Loading);
+    for index in shard
+        .groups
+        .partitions
+        .claim_new(shard, image, OFFSETS_TOPIC)
+    {
         let shard = shard.clone();
         glommio::spawn_local(async move { load_partition(shard, index).await }).detach();
     }
@@ -407,7 +366,7 @@ pub fn on_metadata(shard: &Rc<Shard>, image: &MetadataImage) {
 async fn load_partition(shard: Rc<Shard>, index: i32) {
     let started = std::time::Instant::now();
     let Some(partition) = shard.partition(OFFSETS_TOPIC, index) else {
-        shard.groups.partitions.borrow_mut().remove(&index);
+        shard.groups.partitions.forget(index);
         return;
     };
     let mut count = 0usize;
@@ -456,11 +415,7 @@ async fn load_partition(shard: Rc<Shard>, index: i32) {
         );
         return;
     }
-    shard
-        .groups
-        .partitions
-        .borrow_mut()
-        .insert(index, Load::Loaded);
+    shard.groups.partitions.loaded(index);
     if count > 0 {
         tracing::info!(
             "loaded {count} record(s) of {OFFSETS_TOPIC}-{index} in {:.2}s",

@@ -12,6 +12,7 @@
 //! log and the controller live on shard 0.
 
 pub mod consumer_groups;
+pub mod coordinator_load;
 pub mod fetch_sessions;
 pub mod group_coordinator;
 pub mod metrics;

@@ -14,7 +14,6 @@
 //!   `transactional.id.expiration.ms`.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -26,24 +25,23 @@ use crate::coordinator::transaction::{
 use crate::metadata::MetadataImage;
 use crate::protocol::error::ErrorCode;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Load {
-    Loading,
-    Loaded,
-}
-
 /// How long a request for an id whose previous transaction is still being completed (markers
 /// being written) waits for it before answering CONCURRENT_TRANSACTIONS. Clients retry that
 /// answer after a fixed backoff (librdkafka: 20 ms for AddPartitionsToTxn), which would otherwise
 /// be added to every back-to-back transaction that finds its predecessor's markers in flight.
 pub const BUSY_WAIT: Duration = Duration::from_millis(1000);
 
+/// Backoff between attempts to write a decided transaction's markers: doubled from the first
+/// to the last.
+const MARKER_RETRY_FIRST: Duration = Duration::from_millis(10);
+const MARKER_RETRY_MAX: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 pub struct ShardTxns {
     pub store: RefCell<TxnStore>,
     /// Fired whenever an id's transition ends (requests waiting on a busy id re-plan).
     pub changed: crate::event::Event,
-    partitions: RefCell<BTreeMap<i32, Load>>,
+    partitions: super::coordinator_load::CoordinatorPartitions,
     /// Ids whose markers are being written now (one writer per id).
     completing: RefCell<std::collections::BTreeSet<String>>,
 }
@@ -51,11 +49,7 @@ pub struct ShardTxns {
 impl ShardTxns {
     /// Whether this shard coordinates `partition` of the transaction topic and has loaded it.
     pub fn check_partition(&self, partition: i32) -> Result<(), ErrorCode> {
-        match self.partitions.borrow().get(&partition) {
-            Some(Load::Loaded) => Ok(()),
-            Some(Load::Loading) => Err(ErrorCode::CoordinatorLoadInProgress),
-            None => Err(ErrorCode::NotCoordinator),
-        }
+        self.partitions.check(partition)
     }
 
     /// Ids with a transaction in progress (Ongoing, or decided and being completed).
@@ -73,15 +67,6 @@ impl ShardTxns {
                 )
             })
             .count()
-    }
-
-    pub fn loaded_partitions(&self) -> Vec<i32> {
-        self.partitions
-            .borrow()
-            .iter()
-            .filter(|(_, l)| **l == Load::Loaded)
-            .map(|(p, _)| *p)
-            .collect()
     }
 }
 
@@ -117,18 +102,6 @@ where
         .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
 }
 
-/// Kafka's mapping of append errors for transaction log writes.
-fn store_error(error: ErrorCode) -> ErrorCode {
-    match error {
-        ErrorCode::UnknownTopicOrPartition
-        | ErrorCode::NotEnoughReplicas
-        | ErrorCode::NotEnoughReplicasAfterAppend
-        | ErrorCode::RequestTimedOut => ErrorCode::CoordinatorNotAvailable,
-        ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
-        _ => ErrorCode::UnknownServerError,
-    }
-}
-
 /// Appends `meta`'s record (or a tombstone for `id`) to its partition and waits until durable.
 async fn write_record(
     shard: &Rc<Shard>,
@@ -146,7 +119,7 @@ async fn write_record(
         Duration::from_millis(shard.broker.offsets_commit_timeout_ms()),
     )
     .await
-    .map_err(store_error)
+    .map_err(super::group_coordinator::store_error)
 }
 
 /// Persists a planned transition: begun in the store, written, then made current (or dropped
@@ -218,7 +191,7 @@ pub fn spawn_completion(shard: &Rc<Shard>, id: String) {
 }
 
 async fn complete(shard: &Rc<Shard>, id: &str) {
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = MARKER_RETRY_FIRST;
     loop {
         if shard.stopping.get() {
             return;
@@ -285,28 +258,17 @@ async fn complete(shard: &Rc<Shard>, id: &str) {
             }
         }
         glommio::timer::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        backoff = (backoff * 2).min(MARKER_RETRY_MAX);
     }
 }
 
 /// Starts loading the transaction-log partitions this shard newly owns.
 pub fn on_metadata(shard: &Rc<Shard>, image: &MetadataImage) {
-    let Some(topic) = image.topic(TRANSACTION_TOPIC) else {
-        return;
-    };
-    for partition in &topic.partitions {
-        let index = partition.index;
-        if shard.owner_of(TRANSACTION_TOPIC, index) != shard.id
-            || shard.txns.partitions.borrow().contains_key(&index)
-            || shard.partition(TRANSACTION_TOPIC, index).is_none()
-        {
-            continue;
-        }
-        shard
-            .txns
-            .partitions
-            .borrow_mut()
-            .insert(index, Load::Loading);
+    for index in shard
+        .txns
+        .partitions
+        .claim_new(shard, image, TRANSACTION_TOPIC)
+    {
         let shard = shard.clone();
         glommio::spawn_local(async move { load_partition(shard, index).await }).detach();
     }
@@ -315,7 +277,7 @@ pub fn on_metadata(shard: &Rc<Shard>, image: &MetadataImage) {
 async fn load_partition(shard: Rc<Shard>, index: i32) {
     let started = std::time::Instant::now();
     let Some(partition) = shard.partition(TRANSACTION_TOPIC, index) else {
-        shard.txns.partitions.borrow_mut().remove(&index);
+        shard.txns.partitions.forget(index);
         return;
     };
     let mut count = 0usize;
@@ -346,11 +308,7 @@ async fn load_partition(shard: Rc<Shard>, index: i32) {
         );
         return;
     }
-    shard
-        .txns
-        .partitions
-        .borrow_mut()
-        .insert(index, Load::Loaded);
+    shard.txns.partitions.loaded(index);
     let image = shard.metadata();
     let resumed: Vec<String> = shard
         .txns

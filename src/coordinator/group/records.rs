@@ -227,13 +227,22 @@ impl<W> GroupStore<W> {
         }
     }
 
-    /// Whether a transaction still holds an uncommitted offset of `group` for
-    /// (`topic`, `partition`) (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT).
-    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
-        self.pending_txn.values().flatten().any(|r| {
-            matches!(r, GroupRecord::Offset { group: g, topic: t, partition: p, .. }
-                if g == group && t == topic && *p == partition)
-        })
+    /// The partitions of `group` whose offset a transaction has written but not yet committed
+    /// (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for them).
+    pub fn pending_offsets_of(&self, group: &str) -> std::collections::HashSet<(String, i32)> {
+        self.pending_txn
+            .values()
+            .flatten()
+            .filter_map(|r| match r {
+                GroupRecord::Offset {
+                    group: g,
+                    topic,
+                    partition,
+                    ..
+                } if g == group => Some((topic.clone(), *partition)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Applies one record (replay). A group tombstone removes the group's metadata; the group
