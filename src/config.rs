@@ -281,7 +281,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "weir.readahead.bytes", kind: ConfigKind::Int, default: "1048576", check: positive,
         doc: "Read size for cold (uncached) fetches." },
     ConfigDef { name: "weir.preallocate.bytes", kind: ConfigKind::Int, default: "8388608", check: positive,
-        doc: "Step by which an active segment file is extended with zeros ahead of the appends (appends then overwrite allocated blocks: no allocation, no size change)." },
+        doc: "Largest step by which an active segment file is extended with zeros ahead of the appends (appends then overwrite allocated blocks: no allocation, no size change); smaller while the segment is small, none while it is empty." },
 ];
 
 /// Looks up a topic config definition by its topic-level name.

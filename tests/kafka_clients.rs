@@ -963,3 +963,36 @@ fn a_fresh_broker_without_cache_serves_every_record_from_disk() {
     assert_eq!(numbers, (0..6000).collect::<Vec<_>>());
     assert!(!broker.log().contains("storage error"), "{}", broker.log());
 }
+
+/// The request latency in /metrics covers a deferred reply until it is ready: a consumer
+/// long-polling an empty partition (fetch.wait.max.ms 400) shows Fetch requests of ~400 ms, not
+/// the microseconds of their first phase.
+#[test]
+fn request_latency_includes_the_long_poll_of_a_fetch() {
+    let broker = Broker::start(&[]);
+    create_topic(&broker, "quiet", 1, &[]);
+    let consumer = common::consumer(&broker, &[("fetch.wait.max.ms", "400")]);
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("quiet", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        assert!(consumer.poll(Duration::from_millis(100)).is_none());
+    }
+    let metrics = broker.metrics();
+    let median: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("weir_request_latency_seconds{")
+                && l.contains("api=\"Fetch\"")
+                && l.contains("quantile=\"0.5\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .fold(0.0, f64::max);
+    assert!(
+        (0.3..1.0).contains(&median),
+        "Fetch median latency {median} s: {metrics}"
+    );
+}

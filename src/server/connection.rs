@@ -118,9 +118,28 @@ async fn read_requests(
                 return ConnectionEnd::Malformed(format!("{api_name}: {error:?}"));
             }
         };
-        shard
-            .metrics
-            .record_request(api_name, started.elapsed().as_micros() as u64, false);
+        // A deferred reply (acks=all produce, long-poll fetch) is timed until it is ready, as
+        // Kafka's request total time includes the time in purgatory.
+        let reply = match reply {
+            Reply::Later(future) => {
+                let shard = shard.clone();
+                Reply::Later(Box::pin(async move {
+                    let frame = future.await;
+                    shard.metrics.record_request(
+                        api_name,
+                        started.elapsed().as_micros() as u64,
+                        false,
+                    );
+                    frame
+                }))
+            }
+            reply => {
+                shard
+                    .metrics
+                    .record_request(api_name, started.elapsed().as_micros() as u64, false);
+                reply
+            }
+        };
         if !matches!(reply, Reply::NoResponse) && queue.send(reply).await.is_err() {
             return ConnectionEnd::Closed;
         }

@@ -347,7 +347,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             }
         }
     }
-    let _ = writeln!(out, "# HELP weir_request_latency_seconds Request handling time by API (until the response is queued)");
+    let _ = writeln!(out, "# HELP weir_request_latency_seconds Request handling time by API, until the response is ready to send (includes an acks=all wait and a fetch long poll)");
     let _ = writeln!(out, "# TYPE weir_request_latency_seconds summary");
     for s in snapshots {
         for RequestSample {

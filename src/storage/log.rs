@@ -1065,7 +1065,12 @@ impl Log {
 /// The zeros are written (and fdatasynced) by a background task, not by the commit round: a new
 /// fill starts when the appends come within half a step of the zeroed end, so it normally
 /// completes long before data reaches it. The first fill of a segment starts an eighth of a step
-/// past the data, for the same reason. Fills are chained (each waits for the one before it).
+/// past the data, for the same reason. Fills are chained (each waits for the one before it), and
+/// a shard writes zeros one chunk at a time (`appender::write_zeros`).
+///
+/// The step grows with the segment ([`fill_step`]): an empty segment gets no zeros, a small one
+/// small fills, so creating a topic of many partitions writes nothing and a partition with little
+/// traffic does not hold megabytes of zeros.
 fn start_zero_fill(segment: &mut Segment, data_end: u64, step: u64, limit: u64) {
     let Some((start, end)) = plan_zero_fill(segment.zeroed_end, data_end, step, limit) else {
         return;
@@ -1103,6 +1108,10 @@ fn start_zero_fill(segment: &mut Segment, data_end: u64, step: u64, limit: u64) 
 /// `data_end`, `None` when the zeros are far enough ahead. Never past `limit` (the segment's
 /// `segment.bytes`, where it rolls): zeros beyond it would only be truncated away at the seal.
 fn plan_zero_fill(zeroed_end: u64, data_end: u64, step: u64, limit: u64) -> Option<(u64, u64)> {
+    if data_end == 0 {
+        return None;
+    }
+    let step = fill_step(data_end, step);
     if data_end + step / 2 <= zeroed_end {
         return None;
     }
@@ -1116,6 +1125,17 @@ fn plan_zero_fill(zeroed_end: u64, data_end: u64, step: u64, limit: u64) -> Opti
         .next_multiple_of(4096)
         .min(limit.next_multiple_of(4096));
     (start < end).then_some((start, end))
+}
+
+/// Smallest zero-fill step: the first fill of a segment with a few KiB of data.
+const MIN_FILL_STEP: u64 = 256 << 10;
+
+/// The fill step for a segment holding `data_end` bytes: the data size rounded up to a power of
+/// two, between [`MIN_FILL_STEP`] and the configured `step` (`weir.preallocate.bytes`).
+fn fill_step(data_end: u64, step: u64) -> u64 {
+    data_end
+        .next_power_of_two()
+        .clamp(MIN_FILL_STEP.min(step), step)
 }
 
 /// One segment's part of a flush.
@@ -1264,8 +1284,18 @@ mod zero_fill_tests {
 
     #[test]
     fn zero_fills_run_ahead_of_the_data_and_stop_at_the_segment_size() {
-        // A fresh 1 GiB segment: the first fill starts an eighth of a step past the data.
-        assert_eq!(plan_zero_fill(0, 0, 8 * MIB, 1 << 30), Some((MIB, 9 * MIB)));
+        // An empty segment gets no zeros (a new topic of many partitions writes nothing).
+        assert_eq!(plan_zero_fill(0, 0, 8 * MIB, 1 << 30), None);
+        // A fresh segment with a first batch: a small first fill, an eighth of it past the data.
+        assert_eq!(
+            plan_zero_fill(0, 4096, 8 * MIB, 1 << 30),
+            Some((36 << 10, (36 << 10) + (256 << 10)))
+        );
+        // The step grows with the data, up to the configured one.
+        assert_eq!(
+            plan_zero_fill(2 * MIB, 1536 << 10, 8 * MIB, 1 << 30),
+            Some((2 * MIB, 4 * MIB))
+        );
         // Far enough ahead: nothing to do; within half a step: the next fill follows on.
         assert_eq!(plan_zero_fill(9 * MIB, 4 * MIB, 8 * MIB, 1 << 30), None);
         assert_eq!(
@@ -1273,8 +1303,15 @@ mod zero_fill_tests {
             Some((9 * MIB, 17 * MIB))
         );
         // A 1 MiB segment is zeroed up to its size, never 8 MiB past it.
-        assert_eq!(plan_zero_fill(0, 0, 8 * MIB, MIB), Some((128 << 10, MIB)));
-        assert_eq!(plan_zero_fill(MIB, 600 << 10, 8 * MIB, MIB), None);
+        assert_eq!(
+            plan_zero_fill(0, 4096, 8 * MIB, MIB),
+            Some((36 << 10, (36 << 10) + (256 << 10)))
+        );
+        assert_eq!(
+            plan_zero_fill(768 << 10, 600 << 10, 8 * MIB, MIB),
+            Some((768 << 10, MIB))
+        );
+        assert_eq!(plan_zero_fill(MIB, 900 << 10, 8 * MIB, MIB), None);
         // Near the end of a large segment the fill is cut at the segment size.
         let limit = 100 * MIB;
         assert_eq!(
