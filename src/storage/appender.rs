@@ -204,15 +204,19 @@ pub async fn execute(file: &Rc<DmaFile>, work: FlushWork, sync: bool) -> std::io
 /// Zero-fills are bulk background I/O on the same device queue as the group commit's writes and
 /// fdatasyncs, and a commit queued behind them waits for them: eight concurrent 1 MiB zero
 /// writes held acks=all commits for 4-8 ms, and the first fills of 12 new partitions (96 MiB at
-/// once) for 40-80 ms. So a shard writes zeros one chunk at a time ([`ZERO_WRITES`]), and a
-/// commit waits behind at most one chunk per shard (~0.1-0.2 ms for 256 KiB on the dev VM).
+/// once) for 40-80 ms. So a shard has at most [`ZERO_WRITES_IN_FLIGHT_MAX`] chunk in flight, and
+/// a commit waits behind at most one per shard (~0.1-0.2 ms on the dev VM) — unless a commit
+/// waits for the fill itself (the appends caught up with it): then its writes go at once.
 pub const ZERO_CHUNK_BYTES: usize = 256 << 10;
+/// Zero writes a shard keeps in flight (urgent fills aside).
+pub const ZERO_WRITES_IN_FLIGHT_MAX: u64 = 1;
 
 thread_local! {
     static ZEROS: std::cell::OnceCell<Rc<DmaBuffer>> = const { std::cell::OnceCell::new() };
-    /// One zero write in flight per shard, granted in request order (fills of different segments
-    /// interleave chunk by chunk).
-    static ZERO_WRITES: Rc<crate::event::OrderedLock> = Rc::new(crate::event::OrderedLock::new());
+    /// Permits for the zero writes in flight on this shard (fills of different segments interleave
+    /// chunk by chunk).
+    static ZERO_WRITES: Rc<glommio::sync::Semaphore> =
+        Rc::new(glommio::sync::Semaphore::new(ZERO_WRITES_IN_FLIGHT_MAX));
     /// Zero writes in flight on this shard now, and the most seen (tests check the bound).
     static ZERO_WRITES_IN_FLIGHT: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
 }
@@ -231,9 +235,15 @@ fn count_zero_write(delta: i32) {
     });
 }
 
-/// Writes `length` zero bytes at `position` (both aligned to 4096), one [`ZERO_CHUNK_BYTES`]
-/// write at a time per shard, from one shared buffer.
-pub async fn write_zeros(file: &Rc<DmaFile>, position: u64, length: u64) -> std::io::Result<()> {
+/// Writes `length` zero bytes at `position` (both aligned to 4096) in [`ZERO_CHUNK_BYTES`]
+/// writes, from one shared buffer; a fill keeps one write in flight, a shard at most
+/// [`ZERO_WRITES_IN_FLIGHT_MAX`] but for fills that are `urgent` (something waits for them).
+pub async fn write_zeros(
+    file: &Rc<DmaFile>,
+    position: u64,
+    length: u64,
+    urgent: &std::cell::Cell<bool>,
+) -> std::io::Result<()> {
     let zeros = ZEROS.with(|cell| {
         cell.get_or_init(|| {
             // Global memory, not the executor's registered pool: it outlives any one executor.
@@ -247,10 +257,16 @@ pub async fn write_zeros(file: &Rc<DmaFile>, position: u64, length: u64) -> std:
     let mut at = position;
     while at < position + length {
         let chunk = (position + length - at).min(ZERO_CHUNK_BYTES as u64);
-        let _turn = turns
-            .lock()
-            .await
-            .map_err(|_| std::io::Error::other("zero writes stopped"))?;
+        let _turn = if urgent.get() {
+            None
+        } else {
+            Some(
+                turns
+                    .acquire_permit(1)
+                    .await
+                    .map_err(|_| std::io::Error::other("zero writes stopped"))?,
+            )
+        };
         count_zero_write(1);
         let written = if chunk == ZERO_CHUNK_BYTES as u64 {
             file.write_rc_at(zeros.clone(), at).await
@@ -312,11 +328,12 @@ mod tests {
     }
 
     #[test]
-    fn a_shard_writes_zeros_one_chunk_at_a_time_whatever_the_number_of_fills() {
+    fn a_shard_bounds_its_zero_writes_in_flight_but_for_urgent_fills() {
         let dir = crate::testing::data_dir();
         let paths: Vec<_> = (0..4)
             .map(|i| dir.path().join(format!("{i}.log")))
             .collect();
+        let urgent_path = dir.path().join("urgent.log");
         run(async move {
             let mut fills = Vec::new();
             for path in &paths {
@@ -324,12 +341,33 @@ mod tests {
                 // Three whole chunks and a partial one, from 4 KiB in.
                 let length = 3 * ZERO_CHUNK_BYTES as u64 + 8192;
                 fills.push(async move {
-                    write_zeros(&file, 4096, length).await.unwrap();
+                    write_zeros(&file, 4096, length, &Default::default())
+                        .await
+                        .unwrap();
                     file.close_rc().await.unwrap();
                 });
             }
             futures::future::join_all(fills).await;
-            assert_eq!(max_zero_writes_in_flight(), 1);
+            assert_eq!(
+                max_zero_writes_in_flight() as u64,
+                ZERO_WRITES_IN_FLIGHT_MAX
+            );
+            // A fill something waits for goes past the limit.
+            let file = Rc::new(DmaFile::create(&urgent_path).await.unwrap());
+            let urgent = std::cell::Cell::new(true);
+            let length = 4 * ZERO_CHUNK_BYTES as u64;
+            futures::future::join(
+                write_zeros(&file, 0, length, &Default::default()),
+                write_zeros(&file, length, length, &urgent),
+            )
+            .await
+            .0
+            .unwrap();
+            assert_eq!(
+                max_zero_writes_in_flight() as u64,
+                ZERO_WRITES_IN_FLIGHT_MAX + 1
+            );
+            file.close_rc().await.unwrap();
             for path in &paths {
                 let bytes = read_file(path).await;
                 assert_eq!(bytes.len(), 4096 + 3 * ZERO_CHUNK_BYTES + 8192);

@@ -774,7 +774,11 @@ impl Log {
                     .zero_fill
                     .as_ref()
                     .filter(|fill| work.end > fill.start || segment.rolled)
-                    .map(|fill| fill.done.clone());
+                    .map(|fill| {
+                        // A commit waits for it: its remaining writes skip the shard's limit.
+                        fill.urgent.set(true);
+                        fill.done.clone()
+                    });
                 if !segment.rolled {
                     start_zero_fill(segment, work.end, step, limit);
                 }
@@ -968,6 +972,7 @@ impl Log {
         Log::flush(cell, true, now_ms).await?;
         let fill = cell.borrow_mut().active_mut().zero_fill.take();
         if let Some(fill) = fill {
+            fill.urgent.set(true);
             fill.done.await;
         }
         let (file, size, files) = {
@@ -1066,7 +1071,8 @@ impl Log {
 /// fill starts when the appends come within half a step of the zeroed end, so it normally
 /// completes long before data reaches it. The first fill of a segment starts an eighth of a step
 /// past the data, for the same reason. Fills are chained (each waits for the one before it), and
-/// a shard writes zeros one chunk at a time (`appender::write_zeros`).
+/// a shard keeps one 256 KiB zero write in flight unless a commit waits for the fill
+/// (`appender::write_zeros`).
 ///
 /// The step grows with the segment ([`fill_step`]): an empty segment gets no zeros, a small one
 /// small fills, so creating a topic of many partitions writes nothing and a partition with little
@@ -1079,13 +1085,18 @@ fn start_zero_fill(segment: &mut Segment, data_end: u64, step: u64, limit: u64) 
     let length = end - start;
     let previous = segment.zero_fill.take();
     let span_start = previous.as_ref().map_or(start, |p| p.start.min(start));
+    // Chained fills share one urgency flag: a commit waiting for the last waits for them all.
+    let urgent = previous
+        .as_ref()
+        .map_or_else(Default::default, |p| p.urgent.clone());
     let file = segment.file.clone();
     let path = segment.path.clone();
+    let task_urgent = urgent.clone();
     let task = glommio::spawn_local(async move {
         if let Some(previous) = previous {
             previous.done.await;
         }
-        let result = match appender::write_zeros(&file, start, length).await {
+        let result = match appender::write_zeros(&file, start, length, &task_urgent).await {
             Ok(()) => file.fdatasync().await.map_err(std::io::Error::from),
             Err(error) => Err(error),
         };
@@ -1101,6 +1112,7 @@ fn start_zero_fill(segment: &mut Segment, data_end: u64, step: u64, limit: u64) 
     segment.zero_fill = Some(segment::ZeroFill {
         start: span_start,
         done: task.boxed_local().shared(),
+        urgent,
     });
 }
 
@@ -1296,7 +1308,7 @@ mod zero_fill_tests {
             plan_zero_fill(2 * MIB, 1536 << 10, 8 * MIB, 1 << 30),
             Some((2 * MIB, 4 * MIB))
         );
-        // Far enough ahead: nothing to do; within half a step: the next fill follows on.
+        // Half a step or more ahead: nothing to do; within half a step: the next fill follows on.
         assert_eq!(plan_zero_fill(9 * MIB, 4 * MIB, 8 * MIB, 1 << 30), None);
         assert_eq!(
             plan_zero_fill(9 * MIB, 6 * MIB, 8 * MIB, 1 << 30),

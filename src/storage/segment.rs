@@ -77,6 +77,9 @@ pub struct Segment {
 pub struct ZeroFill {
     pub start: u64,
     pub done: futures::future::Shared<futures::future::LocalBoxFuture<'static, ()>>,
+    /// Set when a commit or a seal waits for the fill: its writes then skip the shard's limit on
+    /// zero writes in flight.
+    pub urgent: Rc<std::cell::Cell<bool>>,
 }
 
 impl ZeroFill {
