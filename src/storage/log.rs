@@ -550,22 +550,26 @@ impl Log {
             return None;
         }
         let start = self.cache.partition_point(|b| b.last_offset < offset);
-        let mut out = BytesMut::new();
+        // First the batches to return, then one buffer of exactly their size.
+        let mut length = 0usize;
+        let mut count = 0usize;
         for entry in self.cache.range(start..) {
             if entry.last_offset >= upper_bound {
                 break;
             }
-            let fits = out.len() + entry.bytes.len() <= max_bytes;
-            if !(fits || out.is_empty() && min_one) {
+            let fits = length + entry.bytes.len() <= max_bytes;
+            if !(fits || length == 0 && min_one) {
                 break;
             }
-            if out.is_empty() {
-                out.reserve(entry.bytes.len().max(max_bytes.min(1 << 20)));
-            }
-            entry.copy_into(&mut out);
+            length += entry.bytes.len();
+            count += 1;
             if !fits {
                 break;
             }
+        }
+        let mut out = BytesMut::with_capacity(length);
+        for entry in self.cache.range(start..start + count) {
+            entry.copy_into(&mut out);
         }
         Some(out.freeze())
     }
