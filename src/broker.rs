@@ -224,6 +224,7 @@ pub fn run(broker: BrokerConfig) -> Result<(), String> {
         tracing::warn!("the last shutdown was not clean: recovering logs (every batch of active segments is checked)");
     }
     let shards = shard_count(&broker);
+    crate::storage::readahead::keep_fetch_buffers_resident();
     install_signal_handler();
     let online = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -237,6 +238,10 @@ pub fn run(broker: BrokerConfig) -> Result<(), String> {
     let mesh: MeshBuilder<Job, _> = MeshBuilder::full(shards, MESH_CAPACITY);
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("weir-shard")
+        .io_memory(crate::storage::readahead::io_memory_bytes(
+            broker.readahead_bytes(),
+            broker.write_buffer_bytes(),
+        ))
         .on_all_shards({
             let broker = broker.clone();
             move || shard_main(mesh, broker, clean, cluster_id, shards)

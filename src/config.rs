@@ -279,7 +279,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "weir.unflushed.bytes.max", kind: ConfigKind::Long, default: "67108864", check: positive,
         doc: "Appended-but-unwritten bytes per shard before producers wait for the flusher." },
     ConfigDef { name: "weir.readahead.bytes", kind: ConfigKind::Int, default: "1048576", check: positive,
-        doc: "Read size for cold (uncached) fetches." },
+        doc: "Read size for cold (uncached) fetches and for each read-ahead window (up to two per partition are read ahead of a sequential consumer; per shard at most 64 MiB or 8 windows)." },
     ConfigDef { name: "weir.preallocate.bytes", kind: ConfigKind::Int, default: "8388608", check: positive,
         doc: "Largest step by which an active segment file is extended with zeros ahead of the appends (appends then overwrite allocated blocks: no allocation, no size change); smaller while the segment is small, none while it is empty." },
 ];

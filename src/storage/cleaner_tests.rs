@@ -716,3 +716,67 @@ fn reads_suspended_across_a_swap_return_valid_batches_and_leave_no_stale_read_ah
         }
     });
 }
+
+#[test]
+fn read_ahead_from_before_a_swap_is_never_served_after_it() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    run_local(async move {
+        let (log, _) = Log::open(&path, compacted(16 << 10), options(), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        // Few keys, so cleaning shrinks every segment and old positions become other batches.
+        let inputs: Vec<Input> = (0..300u16)
+            .map(|i| Input {
+                records: (0..4u16).map(|j| ((i * 4 + j) % 7, Some(i))).collect(),
+                codec: Compression::None,
+            })
+            .collect();
+        let appended = append_all(&log, &inputs).await;
+        let active_base = log.borrow().segment_summaries().last().unwrap().0;
+        let model = model_after_one_pass(&appended, active_base);
+        log.borrow_mut().set_cache_limit(0);
+        let end = log.borrow().log_end_offset;
+        // Sequential fetches over the closed segments: windows and a background read ahead.
+        let mut offset = 0;
+        while offset < active_base / 2 {
+            let chunk = Log::read(&log, offset, 1000, end, true).await.unwrap();
+            offset = decode(&chunk).last().unwrap().0.last_offset() + 1;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        let (_, background, windows, _) = log.borrow().read_ahead_stats();
+        assert!(background > 0 && windows > 0);
+        let stats = clean(&log, 5_000).await;
+        assert!(stats.segments_cleaned >= 3, "{stats:?}");
+        // Reading on from where the consumer was, and from the start: the cleaned log only.
+        for start in [offset, 0] {
+            let mut seen = Vec::new();
+            let mut at = start;
+            while at < end {
+                let chunk = Log::read(&log, at, 1000, end, true).await.unwrap();
+                let Some(last) = decode(&chunk).last().map(|(h, _)| h.last_offset()) else {
+                    break;
+                };
+                seen.extend(decode(&chunk).into_iter().flat_map(|(_, s)| s));
+                at = last + 1;
+            }
+            let first = seen.first().map_or(end, |r| r.offset);
+            let expected: Vec<Seen> = model
+                .iter()
+                .filter(|r| r.offset >= first)
+                .cloned()
+                .collect();
+            assert!(
+                first
+                    <= start.max(
+                        model
+                            .iter()
+                            .find(|r| r.offset >= start)
+                            .map_or(end, |r| r.offset)
+                    )
+            );
+            assert_eq!(seen, expected, "reading from {start} after the swap");
+        }
+    });
+}

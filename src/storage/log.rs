@@ -21,6 +21,7 @@ use glommio::io::{DmaFile, ReadResult};
 
 use super::appender::{self, Appender, FlushWork};
 use super::cleaner::CleanerState;
+use super::readahead::{self, InMemory, ReadAheads};
 use super::segment::{self, blocking, BatchSummary, IndexFiles, Segment};
 use super::txn_index::{self, AbortedTxn};
 use crate::config::TopicConfig;
@@ -81,15 +82,6 @@ impl CachedBatch {
     }
 }
 
-/// The last cold read, kept so a sequential consumer's next fetch needs no I/O.
-struct ReadAhead {
-    segment_base: i64,
-    /// The file read: compaction may replace a segment's file under the same base.
-    file: Rc<DmaFile>,
-    file_position: u64,
-    data: ReadResult,
-}
-
 /// Where an appended batch went.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AppendInfo {
@@ -113,7 +105,7 @@ pub struct Log {
     cache: VecDeque<CachedBatch>,
     cache_bytes: usize,
     cache_limit: usize,
-    readahead: Option<ReadAhead>,
+    readahead: ReadAheads,
     /// Batches validated by recovery in the last segment(s), for rebuilding producer state.
     pub recovered: Vec<BatchSummary>,
     /// Base of the first segment recovery scanned whole (no valid indexes): `recovered` holds
@@ -171,7 +163,7 @@ impl Log {
             cache: VecDeque::new(),
             cache_bytes: 0,
             cache_limit: 0,
-            readahead: None,
+            readahead: ReadAheads::default(),
             recovered: Vec::new(),
             first_scanned_base: None,
             cleaner: CleanerState::default(),
@@ -409,13 +401,7 @@ impl Log {
             return;
         }
         self.segments.insert(base, cleaned);
-        if self
-            .readahead
-            .as_ref()
-            .is_some_and(|r| r.segment_base == base)
-        {
-            self.readahead = None;
-        }
+        self.readahead.forget_segment(base);
         self.drop_cache_below(source.next_offset);
     }
 
@@ -564,22 +550,26 @@ impl Log {
             return None;
         }
         let start = self.cache.partition_point(|b| b.last_offset < offset);
-        let mut out = BytesMut::new();
+        // First the batches to return, then one buffer of exactly their size.
+        let mut length = 0usize;
+        let mut count = 0usize;
         for entry in self.cache.range(start..) {
             if entry.last_offset >= upper_bound {
                 break;
             }
-            let fits = out.len() + entry.bytes.len() <= max_bytes;
-            if !(fits || out.is_empty() && min_one) {
+            let fits = length + entry.bytes.len() <= max_bytes;
+            if !(fits || length == 0 && min_one) {
                 break;
             }
-            if out.is_empty() {
-                out.reserve(entry.bytes.len().max(max_bytes.min(1 << 20)));
-            }
-            entry.copy_into(&mut out);
+            length += entry.bytes.len();
+            count += 1;
             if !fits {
                 break;
             }
+        }
+        let mut out = BytesMut::with_capacity(length);
+        for entry in self.cache.range(start..start + count) {
+            entry.copy_into(&mut out);
         }
         Some(out.freeze())
     }
@@ -588,8 +578,10 @@ impl Log {
     /// whole batch when `min_one`), never including a batch that reaches `upper_bound`.
     ///
     /// Served from the recent-batch cache when it holds `offset`; otherwise from the segment files,
-    /// chunk by chunk from the index position (reusing the last read-ahead buffer when it covers
-    /// the position), continuing into later segments until the budget or the bound is reached.
+    /// chunk by chunk from the index position (from a read-ahead window when one holds the
+    /// position, waiting for the background read that is fetching it if there is one), continuing
+    /// into later segments until the budget or the bound is reached. A read that stops for the
+    /// budget starts reading the next window in the background (see [`readahead`]).
     pub async fn read(
         cell: &RefCell<Log>,
         offset: i64,
@@ -612,10 +604,18 @@ impl Log {
                 return Ok(bytes);
             }
         }
+        let limits = Limits {
+            offset,
+            max_bytes,
+            upper_bound,
+            min_one,
+        };
         let mut out = BytesMut::new();
         let mut at: Option<(i64, u64)> = None;
         let mut at_least = 0usize;
         let mut generation = cell.borrow().cleaner.generation;
+        let mut full_at = None;
+        let mut last_taken: LastTaken = None;
         loop {
             let current = cell.borrow().cleaner.generation;
             if current != generation {
@@ -625,43 +625,54 @@ impl Log {
                 }
                 (at, at_least, generation) = (None, 0, current);
             }
-            let Some(step) = cell.borrow().next_read_step(
-                offset,
-                at,
-                max_bytes.saturating_sub(out.len()),
-                at_least,
-            ) else {
+            if out.len() >= max_bytes && at.is_some() {
+                // The budget is spent at a buffer's end: the next batch is the next fetch's.
+                full_at = at;
+                break;
+            }
+            let step = {
+                let mut log = cell.borrow_mut();
+                log.settle_read_ahead();
+                log.next_read_step(offset, at, max_bytes.saturating_sub(out.len()), at_least)
+            };
+            let Some(step) = step else {
                 break;
             };
-            let data = match step.cached {
-                Some(data) => data,
-                None => {
+            let data = match step.source {
+                Source::Memory(data) => data,
+                Source::Pending(done) => {
+                    done.await;
+                    continue;
+                }
+                Source::Disk { length, bound } => {
                     let data = step
                         .file
-                        .read_at(step.position, step.length)
+                        .read_at(step.position, length)
                         .await
                         .map_err(std::io::Error::from)?;
-                    let keep = ReadAhead {
-                        segment_base: step.segment_base,
-                        file: step.file.clone(),
-                        file_position: step.position,
-                        data: data.clone(),
-                    };
-                    cell.borrow_mut().readahead = Some(keep);
+                    let mut log = cell.borrow_mut();
+                    let limit = log.read_ahead_limit();
+                    log.readahead.foreground_reads += 1;
+                    log.readahead.keep(
+                        step.segment_base,
+                        step.file.clone(),
+                        step.position,
+                        &data,
+                        bound,
+                        limit,
+                    );
                     data
                 }
             };
             if data.is_empty() {
                 break;
             }
-            let limits = Limits {
-                offset,
-                max_bytes,
-                upper_bound,
-                min_one,
-            };
             let previous = (at, at_least);
-            match collect_batches(&data, &limits, &mut out)? {
+            match collect_batches(&data, &limits, &mut out, &mut last_taken)? {
+                Collected::Full(consumed) => {
+                    full_at = Some((step.segment_base, step.position + consumed as u64));
+                    break;
+                }
                 Collected::Stop => break,
                 Collected::BufferEnd(consumed) => {
                     at_least = 0;
@@ -677,12 +688,93 @@ impl Log {
                 break;
             }
         }
+        if let (Some((segment_base, position)), Some(last)) = (full_at, last_taken) {
+            if cell.borrow().cleaner.generation == generation {
+                let mut log = cell.borrow_mut();
+                if let Some(file) = log.segments.get(&segment_base).map(|s| s.file.clone()) {
+                    log.readahead
+                        .set_resume(last + 1, segment_base, file, position);
+                }
+                log.read_ahead_from(segment_base, position, max_bytes);
+            }
+        }
         Ok(out.freeze())
     }
 
-    /// Where the next chunk of a read comes from: the read-ahead buffer or a disk read at a
-    /// batch boundary. `at` is (segment, position) to continue from, `None` to start at the
-    /// index position of `offset`. `None` when there is nothing more to read.
+    /// Shard-wide cap of read-ahead memory.
+    fn read_ahead_limit(&self) -> usize {
+        readahead::shard_bytes_max(self.options.readahead_bytes)
+    }
+
+    /// Turns a finished background read into a window.
+    fn settle_read_ahead(&mut self) {
+        let limit = self.read_ahead_limit();
+        let segments = &self.segments;
+        self.readahead.settle(
+            |base| segments.get(&base).map(|s| (s.file.clone(), s.size)),
+            limit,
+        );
+    }
+
+    /// After a read that filled its budget and stopped at `(segment_base, position)` (where the
+    /// consumer's next fetch starts), makes sure the windows after it are in memory or being read:
+    /// up to [`readahead::AHEAD_MAX`], one background read at a time, within the segment's size
+    /// now and only over batches already written.
+    fn read_ahead_from(&mut self, segment_base: i64, position: u64, max_bytes: usize) {
+        self.settle_read_ahead();
+        self.readahead.drop_behind(segment_base, position);
+        let Some(segment) = self.segments.get(&segment_base) else {
+            return;
+        };
+        let Some((mut start, ahead)) =
+            self.readahead
+                .frontier(segment_base, &segment.file, position)
+        else {
+            return;
+        };
+        if ahead >= readahead::AHEAD_MAX {
+            return;
+        }
+        let mut segment = segment;
+        if start >= segment.size {
+            // Only a segment with a successor has its final size.
+            match self.segments.range(segment_base + 1..).next() {
+                Some((_, next)) => (segment, start) = (next, 0),
+                _ => return,
+            }
+        }
+        let length = self.window_bytes(max_bytes).min(segment.size - start) as usize;
+        let limit = self.read_ahead_limit();
+        self.readahead.start(
+            segment.base_offset,
+            segment.file.clone(),
+            start,
+            length,
+            self.written_offset,
+            limit,
+        );
+    }
+
+    /// Bytes of one disk read: the read-ahead size, or the read's budget if larger (bounded).
+    fn window_bytes(&self, budget: usize) -> u64 {
+        self.options.readahead_bytes.max(budget.min(64 << 20)) as u64
+    }
+
+    /// Read-ahead counters: (disk reads by fetches, background reads, windows held, a background
+    /// read running).
+    pub fn read_ahead_stats(&self) -> (u64, u64, usize, bool) {
+        (
+            self.readahead.foreground_reads,
+            self.readahead.background_reads,
+            self.readahead.window_count(),
+            self.readahead.has_pending(),
+        )
+    }
+
+    /// Where the next chunk of a read comes from: a read-ahead window, a background read to wait
+    /// for, or a disk read at a batch boundary. `at` is (segment, position) to continue from,
+    /// `None` to start at the index position of `offset`. `None` when there is nothing more to
+    /// read.
     fn next_read_step(
         &self,
         offset: i64,
@@ -690,6 +782,11 @@ impl Log {
         budget: usize,
         at_least: usize,
     ) -> Option<ReadStep> {
+        let at = at.or_else(|| {
+            self.readahead.resume_at(offset, |base| {
+                self.segments.get(&base).map(|s| s.file.clone())
+            })
+        });
         let (segment, position) = match at {
             None => {
                 let segment = self
@@ -712,43 +809,26 @@ impl Log {
         if position >= segment.size {
             return None;
         }
-        if let Some(readahead) = &self.readahead {
-            let start = readahead.file_position;
-            let end = start + readahead.data.len() as u64;
-            let wanted_end = position + at_least as u64;
-            if readahead.segment_base == segment.base_offset
-                && Rc::ptr_eq(&readahead.file, &segment.file)
-                && (start..end).contains(&position)
-                && wanted_end <= end
+        let source =
+            match self
+                .readahead
+                .find(segment.base_offset, &segment.file, position, at_least)
             {
-                let cached = ReadResult::slice(
-                    &readahead.data,
-                    (position - start) as usize,
-                    (end - position) as usize,
-                );
-                if cached.is_some() {
-                    return Some(ReadStep {
-                        file: segment.file.clone(),
-                        segment_base: segment.base_offset,
-                        position,
-                        length: 0,
-                        cached,
-                    });
+                Some(InMemory::Window(data)) => Source::Memory(data),
+                Some(InMemory::Pending(done)) => Source::Pending(done),
+                None => {
+                    let wanted = self.window_bytes(budget).max(at_least as u64);
+                    Source::Disk {
+                        length: wanted.min(segment.size - position) as usize,
+                        bound: self.written_offset,
+                    }
                 }
-            }
-        }
-        let wanted = self
-            .options
-            .readahead_bytes
-            .max(budget.min(64 << 20))
-            .max(at_least) as u64;
-        let length = wanted.min(segment.size - position) as usize;
+            };
         Some(ReadStep {
             file: segment.file.clone(),
             segment_base: segment.base_offset,
             position,
-            length,
-            cached: None,
+            source,
         })
     }
 
@@ -929,13 +1009,9 @@ impl Log {
         }
         if !victims.is_empty() {
             self.drop_cache_below(self.log_start_offset);
-            if self
-                .readahead
-                .as_ref()
-                .is_some_and(|r| !self.segments.contains_key(&r.segment_base))
-            {
-                self.readahead = None;
-            }
+            let segments = &self.segments;
+            self.readahead
+                .retain_segments(|base| segments.contains_key(&base));
         }
         victims
     }
@@ -1182,9 +1258,16 @@ struct ReadStep {
     file: Rc<DmaFile>,
     segment_base: i64,
     position: u64,
-    length: usize,
-    /// Bytes already in memory (the read-ahead buffer) instead of a disk read.
-    cached: Option<ReadResult>,
+    source: Source,
+}
+
+enum Source {
+    /// Bytes already in memory (a read-ahead window).
+    Memory(ReadResult),
+    /// A background read is fetching the bytes: wait for it, then take the next step again.
+    Pending(futures::future::Shared<futures::future::LocalBoxFuture<'static, ()>>),
+    /// Read `length` bytes from the file; the log's written offset before the read was `bound`.
+    Disk { length: usize, bound: i64 },
 }
 
 struct Limits {
@@ -1194,8 +1277,13 @@ struct Limits {
     min_one: bool,
 }
 
+/// Last offset of the last batch a read returned.
+type LastTaken = Option<i64>;
+
 enum Collected {
-    /// The budget or the upper bound is reached, or the data ends: the read is complete.
+    /// The byte budget is reached: the next batch (the next fetch's) starts after this many bytes.
+    Full(usize),
+    /// The upper bound is reached or the data ends: the read is complete.
     Stop,
     /// The buffer ended at a batch boundary after this many bytes: read on from there.
     BufferEnd(usize),
@@ -1205,53 +1293,78 @@ enum Collected {
 
 /// Copies whole batches out of `data` (which starts at a batch boundary) into `out`: skips
 /// batches before `offset`, stops at the upper bound or the byte budget (taking one whole batch
-/// first when `min_one` and `out` is empty), and verifies each returned batch's CRC-32C.
+/// first when `min_one` and `out` is empty), and verifies each returned batch's CRC-32C. The
+/// batches taken are contiguous, so they are copied at once into a buffer sized for them (or for
+/// the whole budget when the read goes on past `data`).
 fn collect_batches(
     data: &[u8],
     limits: &Limits,
     out: &mut BytesMut,
+    last_taken: &mut LastTaken,
 ) -> Result<Collected, ReadError> {
     let mut cursor = 0usize;
-    loop {
+    let mut taken: Option<usize> = None;
+    let outcome = loop {
+        let taken_bytes = taken.map_or(0, |start| cursor - start);
         if data.len() - cursor < batch::BATCH_HEADER_LEN {
-            return Ok(if cursor == data.len() {
+            break if cursor == data.len() {
                 Collected::BufferEnd(cursor)
             } else {
                 Collected::NeedBytes(cursor, batch::BATCH_HEADER_LEN)
-            });
+            };
         }
         let Ok(header) = BatchHeader::parse(&data[cursor..]) else {
-            return Ok(Collected::Stop);
+            break Collected::Stop;
         };
         if header.batch_length <= 0 || header.last_offset() >= limits.upper_bound {
-            return Ok(Collected::Stop);
+            break Collected::Stop;
         }
         let total = header.total_size();
         if header.last_offset() >= limits.offset {
-            let fits = out.len() + total <= limits.max_bytes;
-            if !(fits || out.is_empty() && limits.min_one) {
-                return Ok(Collected::Stop);
+            let length = out.len() + taken_bytes;
+            let fits = length + total <= limits.max_bytes;
+            if !(fits || length == 0 && limits.min_one) {
+                break Collected::Full(cursor);
             }
             if cursor + total > data.len() {
-                return Ok(Collected::NeedBytes(cursor, total));
+                break Collected::NeedBytes(cursor, total);
             }
-            let bytes = &data[cursor..cursor + total];
-            batch::validate(bytes).map_err(|e| {
+            batch::validate(&data[cursor..cursor + total]).map_err(|e| {
                 ReadError::Corrupt(format!("batch at offset {}: {e}", header.base_offset))
             })?;
-            if out.is_empty() {
-                out.reserve(limits.max_bytes.min(total.max(1 << 20)));
-            }
-            out.extend_from_slice(bytes);
+            taken.get_or_insert(cursor);
+            *last_taken = Some(header.last_offset());
+            cursor += total;
             if !fits {
-                return Ok(Collected::Stop);
+                break Collected::Full(cursor);
             }
         } else if cursor + total > data.len() {
             // Skipping a batch that runs past the buffer: continue after it.
-            return Ok(Collected::BufferEnd(cursor + total));
+            break Collected::BufferEnd(cursor + total);
+        } else {
+            cursor += total;
         }
-        cursor += total;
+    };
+    if let Some(start) = taken {
+        let end = match outcome {
+            Collected::NeedBytes(at, _) | Collected::Full(at) => at,
+            Collected::BufferEnd(at) => at.min(data.len()),
+            Collected::Stop => cursor,
+        };
+        let bytes = &data[start..end];
+        if out.is_empty() {
+            let more_to_come =
+                matches!(outcome, Collected::BufferEnd(_) | Collected::NeedBytes(..));
+            let wanted = if more_to_come {
+                limits.max_bytes.min(64 << 20).max(bytes.len())
+            } else {
+                bytes.len()
+            };
+            out.reserve(wanted);
+        }
+        out.extend_from_slice(bytes);
     }
+    Ok(outcome)
 }
 
 /// Lists segment base offsets in `dir` (creating it if missing) and removes leftovers of

@@ -11,6 +11,7 @@ pub mod appender;
 pub mod cleaner;
 pub mod index;
 pub mod log;
+pub mod readahead;
 pub mod segment;
 pub mod txn_index;
 

@@ -458,3 +458,174 @@ fn a_read_after_opening_an_empty_file_first_succeeds_on_a_fresh_thread() {
     .expect("O_DIRECT read back (EOPNOTSUPP: the polled-I/O probe was fooled)");
     assert!(!bytes.is_empty() && bytes.iter().all(|&b| b == 7));
 }
+
+/// Reads the whole log sequentially in fetches of `max_bytes`, pausing `pause` between fetches
+/// (a client's turnaround), checking every batch against `appended`.
+async fn read_sequentially(
+    log: &RefCell<Log>,
+    max_bytes: usize,
+    pause: std::time::Duration,
+    appended: &[(i64, Bytes)],
+) {
+    let end = log.borrow().log_end_offset;
+    let mut offset = log.borrow().log_start_offset;
+    let mut read = Vec::new();
+    while offset < end {
+        let chunk = Log::read(log, offset, max_bytes, end, true).await.unwrap();
+        assert!(!chunk.is_empty(), "no data at {offset} below {end}");
+        for item in batch::split(&chunk) {
+            let (header, bytes) = item.unwrap();
+            offset = header.last_offset() + 1;
+            read.push((header.base_offset, bytes));
+        }
+        if !pause.is_zero() {
+            glommio::timer::sleep(pause).await;
+        }
+    }
+    assert_eq!(read.len(), appended.len());
+    for (got, want) in read.iter().zip(appended) {
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn sequential_cold_reads_are_served_by_background_read_ahead() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    run_local(async move {
+        let config = TopicConfig {
+            segment_bytes: 1 << 20,
+            index_interval_bytes: 4096,
+            ..TopicConfig::default()
+        };
+        let (log, _) = Log::open(&path, config, options(64 << 10), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        // ~3 MB in batches of ~10 KB: several segments, many windows.
+        let appended = fill(&log, 300, 10, 1000).await;
+        assert!(log.borrow().segment_summaries().len() >= 2);
+        log.borrow_mut().set_cache_limit(0);
+        let pause = std::time::Duration::from_millis(1);
+        read_sequentially(&log, 64 << 10, pause, &appended).await;
+        let (foreground, background, windows, _) = log.borrow().read_ahead_stats();
+        // ~3 MB / 64 KiB ≈ 46 windows: all but the first of each segment come from read-ahead.
+        assert!(background >= 40, "background reads {background}");
+        assert!(
+            foreground <= log.borrow().segment_summaries().len() as u64 + 1,
+            "fetches read the disk {foreground} times"
+        );
+        assert!(windows <= super::readahead::WINDOWS_MAX);
+        // Without pauses the fetches wait for the background reads instead of reading again.
+        read_sequentially(&log, 64 << 10, std::time::Duration::ZERO, &appended).await;
+        let (again, _, _, _) = log.borrow().read_ahead_stats();
+        assert!(
+            again - foreground <= 5,
+            "{} more disk reads",
+            again - foreground
+        );
+        drop(log);
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(super::readahead::shard_bytes(), 0, "memory returned");
+    });
+}
+
+#[test]
+fn a_window_read_while_appends_were_unwritten_never_hides_them() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    run_local(async move {
+        let (log, _) = Log::open(&path, small_segments(), options(256 << 10), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        log.borrow_mut().set_cache_limit(0);
+        let mut appended = fill(&log, 10, 5, 200).await;
+        // Appended but not written: in the segment's size, not in the file.
+        for tag in 100..110u64 {
+            let (header, bytes) = make_batch(tag, 5, 200, 2_000);
+            let info = log.borrow_mut().append(&header, &bytes, 3, None);
+            let mut stored = bytes.to_vec();
+            batch::set_base_offset(&mut stored, info.base_offset).unwrap();
+            batch::set_partition_leader_epoch(&mut stored, 3).unwrap();
+            appended.push((info.base_offset, Bytes::from(stored)));
+        }
+        let written = log.borrow().written_offset;
+        assert!(written < log.borrow().log_end_offset);
+        // Fetches up to the written offset, filling their budget: windows and background reads
+        // cover the unwritten tail's positions.
+        let mut offset = 0;
+        while offset < written {
+            let chunk = Log::read(&log, offset, 2000, written, true).await.unwrap();
+            let last = batch::split(&chunk).last().unwrap().unwrap().0;
+            offset = last.last_offset() + 1;
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        Log::flush(&log, true, 0).await.unwrap();
+        let end = log.borrow().log_end_offset;
+        assert_eq!(log.borrow().written_offset, end);
+        let mut read = Vec::new();
+        let mut offset = written;
+        while offset < end {
+            let chunk = Log::read(&log, offset, 2000, end, true).await.unwrap();
+            assert!(
+                !chunk.is_empty(),
+                "the batches written after the windows are read"
+            );
+            for item in batch::split(&chunk) {
+                let (header, bytes) = item.unwrap();
+                offset = header.last_offset() + 1;
+                read.push((header.base_offset, bytes));
+            }
+        }
+        let tail: Vec<_> = appended
+            .iter()
+            .filter(|(o, _)| *o >= written)
+            .cloned()
+            .collect();
+        assert_eq!(read, tail);
+    });
+}
+
+#[test]
+fn retention_drops_the_read_ahead_of_deleted_segments() {
+    let dir = data_dir();
+    let path = dir.path().join("t-0");
+    run_local(async move {
+        let config = TopicConfig {
+            segment_bytes: 256 << 10,
+            index_interval_bytes: 4096,
+            ..TopicConfig::default()
+        };
+        let (log, _) = Log::open(&path, config, options(32 << 10), false, 0)
+            .await
+            .unwrap();
+        let log = RefCell::new(log);
+        log.borrow_mut().set_cache_limit(0);
+        let appended = fill(&log, 100, 10, 1000).await;
+        let segments = log.borrow().segment_summaries();
+        assert!(segments.len() >= 3);
+        // A fetch in the first segment leaves windows and a background read there.
+        let end = log.borrow().log_end_offset;
+        Log::read(&log, 0, 20 << 10, end, true).await.unwrap();
+        let (_, background, windows, _) = log.borrow().read_ahead_stats();
+        assert!(background >= 1 && windows >= 1);
+        assert!(super::readahead::shard_bytes() > 0);
+        // DeleteRecords past the first two segments, then retention removes them.
+        let start = segments[2].0;
+        log.borrow_mut().advance_log_start(start);
+        let victims = log.borrow_mut().take_expired_segments(0);
+        assert_eq!(victims.len(), 2);
+        drop(victims);
+        let (_, _, windows, pending) = log.borrow().read_ahead_stats();
+        assert_eq!((windows, pending), (0, false));
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(super::readahead::shard_bytes(), 0);
+        let rest: Vec<_> = appended
+            .iter()
+            .filter(|(o, _)| *o >= start)
+            .cloned()
+            .collect();
+        read_sequentially(&log, 20 << 10, std::time::Duration::ZERO, &rest).await;
+    });
+}
