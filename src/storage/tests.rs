@@ -459,16 +459,16 @@ fn a_read_after_opening_an_empty_file_first_succeeds_on_a_fresh_thread() {
     assert!(!bytes.is_empty() && bytes.iter().all(|&b| b == 7));
 }
 
-/// Reads the whole log sequentially in fetches of `max_bytes`, pausing `pause` between fetches
-/// (a client's turnaround), checking every batch against `appended`.
-async fn read_sequentially(
+/// Reads `[from, end)` in fetches of `max_bytes`, pausing `pause` between fetches (a client's
+/// turnaround): every batch as (base offset, bytes).
+async fn read_range(
     log: &RefCell<Log>,
+    from: i64,
+    end: i64,
     max_bytes: usize,
     pause: std::time::Duration,
-    appended: &[(i64, Bytes)],
-) {
-    let end = log.borrow().log_end_offset;
-    let mut offset = log.borrow().log_start_offset;
+) -> Vec<(i64, Bytes)> {
+    let mut offset = from;
     let mut read = Vec::new();
     while offset < end {
         let chunk = Log::read(log, offset, max_bytes, end, true).await.unwrap();
@@ -482,10 +482,23 @@ async fn read_sequentially(
             glommio::timer::sleep(pause).await;
         }
     }
-    assert_eq!(read.len(), appended.len());
-    for (got, want) in read.iter().zip(appended) {
-        assert_eq!(got, want);
-    }
+    read
+}
+
+/// Reads the whole log sequentially (see [`read_range`]), checking every batch against
+/// `appended`.
+async fn read_sequentially(
+    log: &RefCell<Log>,
+    max_bytes: usize,
+    pause: std::time::Duration,
+    appended: &[(i64, Bytes)],
+) {
+    let (start, end) = {
+        let log = log.borrow();
+        (log.log_start_offset, log.log_end_offset)
+    };
+    let read = read_range(log, start, end, max_bytes, pause).await;
+    assert_eq!(read, appended);
 }
 
 #[test]
@@ -493,12 +506,7 @@ fn sequential_cold_reads_are_served_by_background_read_ahead() {
     let dir = data_dir();
     let path = dir.path().join("t-0");
     run_local(async move {
-        let config = TopicConfig {
-            segment_bytes: 1 << 20,
-            index_interval_bytes: 4096,
-            ..TopicConfig::default()
-        };
-        let (log, _) = Log::open(&path, config, options(64 << 10), false, 0)
+        let (log, _) = Log::open(&path, small_segments(), options(64 << 10), false, 0)
             .await
             .unwrap();
         let log = RefCell::new(log);
@@ -564,20 +572,7 @@ fn a_window_read_while_appends_were_unwritten_never_hides_them() {
         Log::flush(&log, true, 0).await.unwrap();
         let end = log.borrow().log_end_offset;
         assert_eq!(log.borrow().written_offset, end);
-        let mut read = Vec::new();
-        let mut offset = written;
-        while offset < end {
-            let chunk = Log::read(&log, offset, 2000, end, true).await.unwrap();
-            assert!(
-                !chunk.is_empty(),
-                "the batches written after the windows are read"
-            );
-            for item in batch::split(&chunk) {
-                let (header, bytes) = item.unwrap();
-                offset = header.last_offset() + 1;
-                read.push((header.base_offset, bytes));
-            }
-        }
+        let read = read_range(&log, written, end, 2000, std::time::Duration::ZERO).await;
         let tail: Vec<_> = appended
             .iter()
             .filter(|(o, _)| *o >= written)
