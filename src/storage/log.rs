@@ -28,6 +28,9 @@ use crate::config::TopicConfig;
 use crate::records::batch::{self, BatchHeader};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
+/// Largest single disk read, and largest buffer reserved up front, for one partition's part of
+/// a fetch (a fetch may ask for more: `max.partition.fetch.bytes` is a client setting).
+const READ_BYTES_MAX: usize = 64 << 20;
 
 /// Settings of the storage engine that are per shard rather than per topic.
 #[derive(Clone, Debug)]
@@ -757,7 +760,7 @@ impl Log {
 
     /// Bytes of one disk read: the read-ahead size, or the read's budget if larger (bounded).
     fn window_bytes(&self, budget: usize) -> u64 {
-        self.options.readahead_bytes.max(budget.min(64 << 20)) as u64
+        self.options.readahead_bytes.max(budget.min(READ_BYTES_MAX)) as u64
     }
 
     /// Read-ahead counters: (disk reads by fetches, background reads, windows held, a background
@@ -1356,7 +1359,7 @@ fn collect_batches(
             let more_to_come =
                 matches!(outcome, Collected::BufferEnd(_) | Collected::NeedBytes(..));
             let wanted = if more_to_come {
-                limits.max_bytes.min(64 << 20).max(bytes.len())
+                limits.max_bytes.min(READ_BYTES_MAX).max(bytes.len())
             } else {
                 bytes.len()
             };
